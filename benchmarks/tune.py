@@ -1,0 +1,78 @@
+"""Tuning harness on the VALIDATION split (never the test split).
+
+    python benchmarks/tune.py --prior DIR --task gray_blur --n 25 --variant 'T=5' --variant 'surrogate="paper"'
+
+Prints mean PSNR of the observation, PGD, and each MimicGAN variant.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import time
+
+import numpy as np
+import torch
+
+from mimic.api import recover
+from mimic.corruptions import get_corruption
+from mimic.data import default_data_root, list_images, load_image_folder, split_files
+from mimic.io import to_tensor, to_uint8
+from mimic.metrics import psnr
+from mimic.tasks import get_task
+
+
+def val_faces(n: int, offset: int = 0) -> np.ndarray:
+    root = default_data_root() / "celeba"
+    split = split_files(list_images(root), holdout=1000)
+    return load_image_folder(split.val[offset : offset + n])
+
+
+def parse_variant(s: str) -> dict:
+    out = {}
+    for part in filter(None, (p.strip() for p in s.split(","))):
+        k, v = part.split("=", 1)
+        out[k.strip()] = ast.literal_eval(v.strip())
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prior", required=True)
+    ap.add_argument("--task", action="append", required=True)
+    ap.add_argument("--n", type=int, default=25)
+    ap.add_argument("--offset", type=int, default=0)
+    ap.add_argument("--variant", action="append", default=[])
+    ap.add_argument("--pgd", default="")
+    ap.add_argument("--no-pgd", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--gpc", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    clean_u8 = val_faces(args.n, args.offset)
+    clean = to_tensor(clean_u8)
+    rows = []
+    for task in args.task:
+        t = get_task(task)
+        y = get_corruption(t.corruption)(clean, generator=torch.Generator().manual_seed(0))
+        y_u8 = to_uint8(y)
+        res = {"task": task, "observed": float(psnr(y_u8, clean_u8).mean())}
+        if not args.no_pgd:
+            t0 = time.time()
+            r = recover(y_u8, task=task, method="pgd", prior=args.prior, device="cpu", groups_per_call=args.gpc,
+                        **parse_variant(args.pgd))
+            res["pgd"] = float(psnr(r.images, clean_u8).mean())
+            res["pgd_s"] = time.time() - t0
+        for v in args.variant or [""]:
+            t0 = time.time()
+            r = recover(y_u8, task=task, method="mimic", prior=args.prior, device="cpu", groups_per_call=args.gpc,
+                        **parse_variant(v))
+            res[f"mimic[{v}]"] = float(psnr(r.images, clean_u8).mean())
+            res[f"mimic[{v}]_s"] = time.time() - t0
+            res[f"mimic[{v}]_obs"] = float(r.obs_loss.mean())
+        print(json.dumps(res), flush=True)
+        rows.append(res)
+
+
+if __name__ == "__main__":
+    main()

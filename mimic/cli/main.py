@@ -1,0 +1,253 @@
+"""The ``mimic`` command line. It only parses options and calls the API.
+
+Exit codes: 0 success; 1 finished but some inputs were skipped; 2 bad usage or input
+(one-line error, no traceback).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..inputs import InputError
+from ..priors import PriorError
+
+
+def _err(msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+
+
+def handle_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except (InputError, PriorError, FileNotFoundError, KeyError, ValueError) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            _err(str(msg).splitlines()[0] if str(msg) else type(e).__name__)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            _err("interrupted; finished images are kept, re-run the same command to resume")
+            sys.exit(130)
+
+    return wrapper
+
+
+def schedule_options(fn):
+    for opt in reversed([
+        click.option("--T", "T", type=int, default=None, help="Outer iterations."),
+        click.option("--T1", "T1", type=int, default=None, help="Surrogate steps per outer iteration."),
+        click.option("--T2", "T2", type=int, default=None, help="Latent steps per outer iteration."),
+        click.option("--warm-steps", type=int, default=None, help="Latent steps of the warm start."),
+        click.option("--restarts", type=int, default=None, help="Independent starts (lowest observation loss kept)."),
+        click.option("--lr-g", type=float, default=None, help="Latent learning rate (gamma_g)."),
+        click.option("--lr-s", type=float, default=None, help="Surrogate learning rate (gamma_s)."),
+        click.option("--surrogate", type=click.Choice(["gated", "paper"]), default=None, help="Surrogate kind."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _pop_overrides(kw) -> dict:
+    keys = ("T", "T1", "T2", "warm_steps", "restarts", "lr_g", "lr_s", "surrogate")
+    vals = {k: kw.pop(k, None) for k in keys}
+    return {k: v for k, v in vals.items() if v is not None}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mimic", message="mimic %(version)s")
+def cli():
+    """mimic: blind recovery of corrupted images with a GAN prior (MimicGAN)."""
+
+
+def _common(fn):
+    fn = click.option("--task", default=None, help="Task preset (see `mimic tasks`); default: blind.")(fn)
+    fn = click.option("--prior", default="celeba64", show_default=True, help="Shipped prior name or folder.")(fn)
+    fn = click.option("--batch-size", default=25, show_default=True, help="Observations per group (one surrogate each).")(fn)
+    fn = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)(fn)
+    fn = click.option("--seed", default=0, show_default=True)(fn)
+    fn = click.option("--clean", type=click.Path(path_type=Path), default=None,
+                      help="Folder of clean references with the same names: adds PSNR/SSIM.")(fn)
+    fn = click.option("--strict-size", is_flag=True, help="Refuse images that are not at the prior's resolution.")(fn)
+    fn = click.option("--overwrite", is_flag=True, help="Redo images already in the output folder.")(fn)
+    fn = click.option("--quiet", is_flag=True, help="No progress bar.")(fn)
+    return schedule_options(fn)
+
+
+def _print_notices(res):
+    for n in res.notices:
+        click.echo(f"note: {n}", err=True)
+    for f, why in res.skipped:
+        click.echo(f"skipped: {f}: {why}", err=True)
+
+
+@cli.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--method", type=click.Choice(["mimic", "pgd"]), default="mimic", show_default=True)
+@_common
+@handle_errors
+def recover(input, out, method, quiet, **kw):
+    """Recover every image of INPUT into OUT (recovered/, mimicked/, report.json, grid.png)."""
+    from ..runner import recover_folder
+
+    ov = _pop_overrides(kw)
+    res = recover_folder(input, out, method=method, progress=not quiet, **kw, **ov)
+    _print_notices(res)
+    msg = f"recovered {res.done} image(s) into {out / 'recovered'}"
+    if res.metrics:
+        msg += f"; PSNR {res.metrics['psnr_mean']:.2f} dB, SSIM {res.metrics['ssim_mean']:.3f} (n={res.metrics['n']})"
+    click.echo(msg)
+    sys.exit(1 if res.skipped else 0)
+
+
+@cli.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@_common
+@handle_errors
+def compare(input, out, quiet, **kw):
+    """Run MimicGAN and plain PGD on the same observations and compare them."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..runner import compare_folder
+
+    ov = _pop_overrides(kw)
+    r = compare_folder(input, out, progress=not quiet, **kw, **ov)
+    _print_notices(r["mimic"])
+    m = r["metrics"]
+    if m.get("mimic"):
+        t = Table(title=f"{m['task']}: MimicGAN vs PGD (n={m['mimic']['n']})")
+        for c in ("method", "PSNR (dB)", "SSIM"):
+            t.add_column(c)
+        for k in ("pgd", "mimic"):
+            t.add_row(k, f"{m[k]['psnr_mean']:.2f}", f"{m[k]['ssim_mean']:.3f}")
+        t.add_row("gain", f"{m['gain_psnr_db']:+.2f}", f"{m['gain_ssim']:+.3f}")
+        Console().print(t)
+    click.echo(f"wrote {out / 'mimic'}, {out / 'pgd'}, {out / 'grid.png'}, {out / 'metrics.json'}")
+    sys.exit(1 if r["mimic"].skipped else 0)
+
+
+@cli.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("--task", required=True, help="Task preset or corruption name (see `mimic tasks`, `mimic corruptions`).")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--size", default=64, show_default=True, help="Resolution of the clean images.")
+@click.option("--strict-size", is_flag=True)
+@click.option("--overwrite", is_flag=True)
+@handle_errors
+def corrupt(input, task, out, seed, size, strict_size, overwrite):
+    """Apply a registered corruption to every image of INPUT (to make test sets)."""
+    from ..runner import corrupt_folder
+
+    res = corrupt_folder(input, out, task=task, seed=seed, resolution=size, strict_size=strict_size, overwrite=overwrite)
+    _print_notices(res)
+    click.echo(f"wrote {res.done} observation(s) into {out}" + (f" ({res.resumed} already there)" if res.resumed else ""))
+    sys.exit(1 if res.skipped else 0)
+
+
+@cli.command()
+def tasks():
+    """List the task presets and their hyper-parameters."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..tasks import TASKS
+
+    t = Table(title="task presets")
+    for c in ("task", "corruption", "lam_I", "lam_adv", "lr_s", "lr_g", "surrogate", "schedule", "description"):
+        t.add_column(c)
+    for k, v in TASKS.items():
+        c = v.config
+        t.add_row(k, v.corruption or "-", f"{c.lam_I:g}", f"{c.lam_adv:g}", f"{c.lr_s:g}", f"{c.lr_g:g}", c.surrogate,
+                  f"warm {c.warm_steps}, T={c.T} x (T1={c.T1}, T2={c.T2})", v.description)
+    Console().print(t)
+
+
+@cli.command()
+def corruptions():
+    """List the registered corruptions."""
+    from ..corruptions import get_corruption, list_corruptions
+
+    for n in list_corruptions():
+        c = get_corruption(n)
+        click.echo(f"{n:22s} {c.domain:7s} {json.dumps(c.params())}")
+
+
+@cli.command()
+def priors():
+    """List the shipped priors."""
+    from ..priors import list_priors, pretrained_dir
+
+    d = pretrained_dir()
+    names = list_priors()
+    if not names:
+        click.echo(f"no priors in {d}")
+    for n in names:
+        card = json.loads((d / n / "card.json").read_text())
+        q = card.get("quality", {})
+        extra = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in q.items()
+                          if k in ("projection_psnr_mean", "projection_ssim_mean", "d_auc", "test_accuracy"))
+        click.echo(f"{n:18s} {card.get('summary', '')}" + (f"  [{extra}]" if extra else ""))
+
+
+@cli.group()
+def train():
+    """Train priors and the classifier."""
+
+
+@train.command("prior")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Image folder, or folder with Fashion-MNIST IDX files.")
+@click.option("--arch", type=click.Choice(["dcgan64", "fmnist28"]), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--epochs", default=25, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--holdout", default=1000, show_default=True, help="Last sorted images held out (never trained on).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps (resume later).")
+@handle_errors
+def train_prior_cmd(data, arch, out, epochs, batch_size, device, seed, holdout, resume, max_steps):
+    """Train a GAN prior (z ~ U(-1,1)) with checkpoints, sample grids and resume."""
+    from ..api import resolve_device
+    from ..priors.train import TrainConfig, export_prior, train_prior
+
+    dev = resolve_device(device)
+    cfg = TrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, seed=seed, holdout=holdout,
+                      flip=arch == "dcgan64", crop_fraction=108 / 178 if arch == "dcgan64" else 1.0)
+    s = train_prior(data, out, cfg, device=str(dev), resume=resume, max_steps=max_steps)
+    if "stopped_at_step" in s:
+        click.echo(f"stopped at step {s['stopped_at_step']}; resume with --resume")
+        return
+    conf = export_prior(out / "checkpoint.pt", out)
+    click.echo(f"trained {conf['epochs']} epochs; exported generator/discriminator to {out}")
+
+
+@train.command("classifier")
+@click.option("--data", type=click.Path(path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--epochs", default=15, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@handle_errors
+def train_classifier_cmd(data, out, epochs, device, seed):
+    """Train the Fashion-MNIST classifier."""
+    from ..api import resolve_device
+    from ..priors.train import train_classifier
+
+    s = train_classifier(data, out, epochs=epochs, device=str(resolve_device(device)), seed=seed)
+    click.echo(f"test accuracy {s['test_accuracy']:.2f}% -> {out}")
+
+
+def main():
+    cli(prog_name="mimic")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""The MimicGAN engine: alternating surrogate / latent optimisation, and plain PGD.
+
+Reads top to bottom:
+
+1. ``MimicConfig``: every hyper-parameter, one comment each.
+2. ``rmsprop_step``: a batched RMSProp with a per-group step scale (no host syncs).
+3. ``losses``: L_obs, L_adv, L_I per image.
+4. ``solve``: the algorithm on S groups at once (each group its own surrogate and
+   latent codes), returning a ``SolveOutput``.
+
+Shapes: observations ``y`` are (S, B, C_obs, H, W) in [-1, 1]; latent codes ``z``
+(S, B, nz) in the box [-1, 1]^nz; ``G(z)`` (S, B, C, H, W) in [-1, 1]. ``valid``
+(S, B) marks real images (1) vs padding (0) in a short last group.
+
+Algorithm (MimicGAN, Anirudh et al., Algorithm 1) with this project's engineered
+defaults (see ``docs/TUNING.md`` for the evidence):
+
+    z <- z0 (mean of 1000 draws of U(-1,1)), for every observation
+    f <- surrogate (identity-started "gated" by default; affine path fitted in closed form)
+    warm start: ``warm_steps`` projected RMSProp steps on z with f's affine path refitted
+                every ``refit_every`` steps (f's convolutions and mask stay at identity)
+    for t in 1..T:
+        T1 RMSProp steps on f's weights with x = G(z) fixed     (L_obs + lam_I ||f(x) - x||)
+        T2 RMSProp steps on z, each followed by z <- clip(z, -1, 1)   (L_obs + lam_adv L_adv + lam_I L_I)
+
+PGD is the same loop with f = identity and lam_I = 0 (``method="pgd"``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .surrogate import BatchedSurrogate
+
+__all__ = ["MimicConfig", "SolveOutput", "solve", "z_init"]
+
+
+@dataclass(frozen=True)
+class MimicConfig:
+    # --- loss weights (paper Table 1) ---
+    lam_adv: float = 0.0  # weight of L_adv = log(1 - D(G(z))) = -softplus(logit)
+    lam_I: float = 0.0  # weight of the identity loss L_I = ||y - G(z)||_1 + ||f(G(z)) - G(z)||_1
+    # --- learning rates (RMSProp) ---
+    lr_s: float = 2e-4  # gamma_s: surrogate weights
+    lr_g: float = 1e-3  # gamma_g: latent codes in the alternation
+    lr_warm: float = 1e-2  # latent codes in the warm start (and in PGD's first warm_steps steps)
+    rms_alpha: float = 0.9  # RMSProp decay of the squared-gradient average (TensorFlow's default)
+    rms_eps: float = 1e-8  # RMSProp epsilon
+    # --- schedule (not published by the paper; chosen on validation faces) ---
+    warm_steps: int = 200  # latent steps before the alternation (affine surrogate path refitted)
+    refit_every: int = 25  # refit the surrogate's affine path in closed form every this many warm steps (0: never)
+    T: int = 10  # outer iterations of the alternation
+    T1: int = 25  # surrogate steps per outer iteration
+    T2: int = 20  # latent steps per outer iteration
+    # --- surrogate ---
+    surrogate: str = "gated"  # "gated" (identity-started), "paper" (random init) or "identity"
+    affine_init: str = "lstsq"  # gated only: "lstsq" (closed-form fit at z0) or "identity"
+    last: str = "relu"  # paper surrogate's last activation: "relu" or "tanh" (occlusion, inpainting)
+    hidden: int = 16  # surrogate convolution width
+    # --- starts ---
+    restarts: int = 1  # independent starts (first at z0, others U(-1,1)); the lowest L_obs is kept
+    pgd_one_channel: str = "broadcast"  # PGD with a 1-channel y: "broadcast" (blind) or "mean" (knows it is gray)
+
+    def latent_steps(self) -> int:
+        """Total latent steps (PGD gets the same number)."""
+        return self.warm_steps + self.T * self.T2
+
+    def replace(self, **kw) -> "MimicConfig":
+        unknown = set(kw) - set(asdict(self))
+        if unknown:
+            raise TypeError(f"unknown MimicConfig field(s) {sorted(unknown)}; valid: {sorted(asdict(self))}")
+        return replace(self, **kw)
+
+
+@dataclass
+class SolveOutput:
+    """What ``solve`` returns (tensors on the solve device unless noted).
+
+    x : (S, B, C, H, W) recovered images G(z) in [-1, 1]
+    fx : (S, B, C_obs, H, W) the surrogate's imitation f(G(z))
+    z : (S, B, nz) latent codes in [-1, 1]
+    obs_loss : (S, B) final per-image L_obs (mean absolute error per pixel)
+    surrogate : the trained BatchedSurrogate (S groups)
+    history : dict name -> (T+1, S) CPU tensor of group means per outer iteration (0 = after warm start)
+    lr_scale : (S,) step scale each group ended with (< 1 after a divergence restart)
+    restarted : list of group indices that diverged and were restarted with a smaller step
+    """
+
+    x: torch.Tensor
+    fx: torch.Tensor
+    z: torch.Tensor
+    obs_loss: torch.Tensor
+    surrogate: BatchedSurrogate
+    history: dict
+    lr_scale: torch.Tensor
+    restarted: list = field(default_factory=list)
+
+
+def z_init(nz: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """z0: the mean of 1000 draws of U(-1, 1)^nz (paper), shape (nz,)."""
+    return (torch.rand(1000, nz, generator=generator) * 2 - 1).mean(0)
+
+
+def rmsprop_step(params, grads, states, lr: float, scale: torch.Tensor, alpha: float, eps: float) -> None:
+    """In-place RMSProp on batched parameters whose first axis is the group axis S.
+
+    ``scale`` (S,) multiplies the step of each group (divergence restarts halve it).
+    """
+    for p, g, v in zip(params, grads, states):
+        v.mul_(alpha).addcmul_(g, g, value=1 - alpha)
+        s = scale.view(-1, *([1] * (p.ndim - 1)))
+        p.addcdiv_(g * s, v.sqrt().add_(eps), value=-lr)
+
+
+def _obs_l1(y: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+    """Mean |y - f(x)| per image: (S, B, C_obs|C, H, W) -> (S, B); broadcasts a 1-channel side."""
+    return (y - fx).abs().mean(dim=(2, 3, 4))
+
+
+def losses(y, x, fx, logits, cfg: MimicConfig):
+    """Per-image losses (S, B): L_obs, L_adv, L_I (see module docstring)."""
+    l_obs = _obs_l1(y, fx)
+    l_adv = -F.softplus(logits) if logits is not None else torch.zeros_like(l_obs)
+    if cfg.lam_I:
+        l_id = _obs_l1(y, x) + (fx - x).abs().mean(dim=(2, 3, 4))
+    else:
+        l_id = torch.zeros_like(l_obs)
+    return l_obs, l_adv, l_id
+
+
+def _identity_view(x: torch.Tensor, cobs: int, mode: str) -> torch.Tensor:
+    """f = identity for PGD: a 1-channel observation is compared with x by broadcasting or with x's channel mean."""
+    if cobs == x.shape[2] or mode == "broadcast":
+        return x
+    return x.mean(dim=2, keepdim=True)
+
+
+def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", valid: torch.Tensor | None = None,
+          generator: torch.Generator | None = None, callback: Callable | None = None,
+          max_retries: int = 3) -> SolveOutput:
+    """Recover S groups of B observations at once.
+
+    Parameters
+    ----------
+    G, D : nn.Module
+        Frozen generator (z (N, nz) -> (N, C, H, W)) and discriminator (-> logits (N,)), eval mode.
+    y : Tensor (S, B, C_obs, H, W), float32 in [-1, 1]
+        Observations; the device of ``y`` is the device of the solve.
+    cfg : MimicConfig
+    method : {"mimic", "pgd"}
+        ``pgd`` fixes f to the identity and lam_I to 0.
+    valid : Tensor (S, B), optional
+        1 for real observations, 0 for padding.
+    generator : torch.Generator, optional
+        CPU generator for z's restarts and the surrogate's initialisation.
+    callback : callable(t, x, fx, out_history), optional
+        Called after the warm start (t = 0) and each outer iteration with detached tensors.
+    """
+    with torch.enable_grad():
+        out = _solve_once(G, D, y, cfg, method, valid, generator, callback,
+                          torch.ones(y.shape[0], device=y.device))
+        retries = 0
+        bad = _diverged(out)
+        restarted = []
+        while bad.numel() and retries < max_retries:
+            retries += 1
+            restarted = sorted(set(restarted) | set(bad.tolist()))
+            # restart only the diverged groups, with half their step
+            sub = _solve_once(G, D, y[bad], cfg, method, None if valid is None else valid[bad], generator, None,
+                              out.lr_scale[bad] * 0.5)
+            _merge(out, sub, bad)
+            bad = _diverged(out)
+        out.restarted = restarted
+        return out
+
+
+def _diverged(out: SolveOutput) -> torch.Tensor:
+    ok = torch.isfinite(out.x).flatten(1).all(1) & torch.isfinite(out.obs_loss).all(1)
+    return (~ok).nonzero().flatten().cpu()
+
+
+def _merge(out: SolveOutput, sub: SolveOutput, idx: torch.Tensor) -> None:
+    for name in ("x", "fx", "z", "obs_loss", "lr_scale"):
+        getattr(out, name)[idx.to(out.x.device)] = getattr(sub, name)
+    with torch.no_grad():
+        for (n, p), (_, q) in zip(out.surrogate.named_parameters(), sub.surrogate.named_parameters()):
+            p[idx.to(p.device)] = q
+    for k, v in out.history.items():
+        v[:, idx] = sub.history[k]
+
+
+def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale) -> SolveOutput:
+    if method not in ("mimic", "pgd"):
+        raise ValueError(f"unknown method {method!r}; valid: mimic, pgd")
+    device = y.device
+    S, B, cobs, H, W = y.shape
+    nz = G.nz
+    cin = G.nc
+    valid = torch.ones(S, B, device=device) if valid is None else valid.to(device=device, dtype=y.dtype)
+    pgd = method == "pgd"
+    lam_I = 0.0 if pgd else cfg.lam_I
+    lam_adv = cfg.lam_adv
+    use_D = lam_adv != 0.0
+
+    # latent codes: all start at z0 (the paper's initialisation)
+    z = z_init(nz, generator).to(device).expand(S, B, nz).clone().requires_grad_(True)  # (S, B, nz)
+    surrogate = BatchedSurrogate("identity" if pgd else cfg.surrogate, S, cin, cobs, H, last=cfg.last,
+                                 hidden=cfg.hidden, generator=generator).to(device)
+    s_params = [p for p in surrogate.parameters()]
+    z_state = torch.zeros_like(z)
+    s_states = [torch.zeros_like(p) for p in s_params]
+
+    def gen(zz):
+        return G(zz.reshape(S * B, nz)).reshape(S, B, cin, H, W)  # (S*B, C, H, W) -> (S, B, C, H, W)
+
+    def f(x):
+        return _identity_view(x, cobs, cfg.pgd_one_channel) if pgd else surrogate(x)
+
+    hist = {k: [] for k in ("obs", "adv", "ident", "total")}
+
+    def record(l_obs, l_adv, l_id):
+        w = valid / valid.sum(1, keepdim=True).clamp(min=1)
+        hist["obs"].append((l_obs * w).sum(1).detach())
+        hist["adv"].append((l_adv * w).sum(1).detach())
+        hist["ident"].append((l_id * w).sum(1).detach())
+        hist["total"].append(((l_obs + lam_adv * l_adv + lam_I * l_id) * w).sum(1).detach())
+
+    def latent_step(lr):
+        x = gen(z)
+        fx = f(x)
+        logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B) if use_D else None
+        l_obs, l_adv, l_id = losses(y, x, fx, logits, replace(cfg, lam_I=lam_I))
+        loss = ((l_obs + lam_adv * l_adv + lam_I * l_id) * valid).sum()
+        (g,) = torch.autograd.grad(loss, [z])
+        with torch.no_grad():
+            rmsprop_step([z], [g], [z_state], lr, lr_scale, cfg.rms_alpha, cfg.rms_eps)
+            z.clamp_(-1.0, 1.0)  # projection onto the box, in place on the parameter
+        return x, fx, l_obs, l_adv, l_id
+
+    def surrogate_step(x):
+        fx = surrogate(x)
+        l_obs = _obs_l1(y, fx)
+        loss = l_obs
+        if lam_I:
+            loss = loss + lam_I * (fx - x).abs().mean(dim=(2, 3, 4))
+        grads = torch.autograd.grad((loss * valid).sum(), s_params)
+        with torch.no_grad():
+            rmsprop_step(s_params, grads, s_states, cfg.lr_s, lr_scale, cfg.rms_alpha, cfg.rms_eps)
+
+    # --- warm start: latent steps, the surrogate's affine path refitted in closed form ---
+    refit = (not pgd) and cfg.surrogate == "gated" and cfg.affine_init == "lstsq"
+    if refit:
+        with torch.no_grad():
+            surrogate.fit_affine(gen(z), y)
+    for i in range(cfg.warm_steps):
+        if refit and cfg.refit_every and i > 0 and i % cfg.refit_every == 0:
+            with torch.no_grad():
+                surrogate.fit_affine(gen(z), y)
+        latent_step(cfg.lr_warm)
+
+    def evaluate():
+        with torch.no_grad():
+            x = gen(z)
+            fx = f(x)
+            logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B)
+            l_obs, l_adv, l_id = losses(y, x, fx, logits, replace(cfg, lam_I=lam_I))
+            record(l_obs, l_adv, l_id)
+            return x, fx, l_obs
+
+    x, fx, l_obs = evaluate()
+    if callback is not None:
+        callback(0, x, fx, hist)
+    # --- alternation ---
+    for t in range(1, cfg.T + 1):
+        if not pgd and s_params:
+            x_fixed = x.detach()
+            for _ in range(cfg.T1):
+                surrogate_step(x_fixed)
+        for _ in range(cfg.T2):
+            latent_step(cfg.lr_g)
+        x, fx, l_obs = evaluate()
+        if callback is not None:
+            callback(t, x, fx, hist)
+
+    history = {k: torch.stack(v).cpu() for k, v in hist.items()}  # (T+1, S)
+    return SolveOutput(x=x.detach(), fx=fx.detach(), z=z.detach(), obs_loss=l_obs.detach(), surrogate=surrogate,
+                       history=history, lr_scale=lr_scale.clone())

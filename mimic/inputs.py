@@ -1,0 +1,109 @@
+"""Turning what users give into observations: arrays, tensors, paths and folders.
+
+Every image ends as uint8 (R, R, C) with C in {1, 3} at the prior's resolution R:
+alpha is dropped, other sizes are centre-cropped to a square and area-resized
+(or refused with ``strict_size``). Notices (how many were resized, alpha dropped)
+are collected, not printed, so the caller decides where they go.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import IMAGE_EXTENSIONS, celeba_crop, list_images
+from .io import ImageReadError, read_image, to_uint8
+
+__all__ = ["InputError", "Prepared", "prepare", "scan_folder"]
+
+
+class InputError(ValueError):
+    """Bad input, with a one-line message naming the file (or item) and what is wrong."""
+
+
+@dataclass
+class Prepared:
+    images: list  # uint8 (R, R, C) arrays, C in {1, 3}
+    names: list  # display names (file paths relative to the folder, or "image[i]")
+    notices: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)  # (name, reason)
+
+
+def _fit(arr: np.ndarray, name: str, res: int, strict: bool, counts: dict) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
+        raise InputError(f"{name}: expected an image (H, W) or (H, W, C) with C in 1..4, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise InputError(f"{name}: expected uint8 pixels, got {arr.dtype}")
+    if arr.shape[-1] in (2, 4):
+        arr = arr[..., :-1]
+        counts["alpha"] += 1
+    if arr.shape[:2] != (res, res):
+        if strict:
+            raise InputError(f"{name}: size {arr.shape[1]}x{arr.shape[0]} is not {res}x{res} (strict size)")
+        arr = celeba_crop(arr, res, crop_fraction=1.0)
+        counts["resized"] += 1
+    return np.ascontiguousarray(arr)
+
+
+def prepare(images, *, resolution: int, strict_size: bool = False, names=None) -> Prepared:
+    """Normalise user images (see module docstring).
+
+    Parameters
+    ----------
+    images : ndarray | list | Tensor
+        uint8 array (N, H, W) or (N, H, W, C); a list of uint8 arrays and/or paths; or a
+        float tensor (N, C, H, W) in [-1, 1].
+    resolution : int
+        The prior's resolution R.
+    """
+    counts = {"alpha": 0, "resized": 0}
+    out, out_names, skipped = [], [], []
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4 or not images.is_floating_point():
+            raise InputError(f"tensor input: expected float (N, C, H, W) in [-1, 1], got {images.dtype} {tuple(images.shape)}")
+        if images.numel() and (images.min() < -1.001 or images.max() > 1.001):
+            raise InputError("tensor input: values outside [-1, 1]")
+        items = list(to_uint8(images))
+    elif isinstance(images, np.ndarray):
+        if images.ndim not in (3, 4):
+            raise InputError(f"array input: expected (N, H, W) or (N, H, W, C), got shape {images.shape}")
+        items = list(images)
+    elif isinstance(images, (list, tuple)):
+        items = list(images)
+    else:
+        raise InputError(f"unsupported input type {type(images).__name__}; give arrays, a tensor or paths")
+    if names is None:
+        names = [str(it) if isinstance(it, (str, os.PathLike)) else f"image[{i}]" for i, it in enumerate(items)]
+    for it, name in zip(items, names):
+        if isinstance(it, (str, os.PathLike)):
+            try:
+                it = read_image(it)
+            except ImageReadError as e:
+                skipped.append((name, str(e).split(": ", 1)[-1]))
+                continue
+        out.append(_fit(np.asarray(it), name, resolution, strict_size, counts))
+        out_names.append(name)
+    notices = []
+    if counts["alpha"]:
+        notices.append(f"dropped the alpha channel of {counts['alpha']} image(s)")
+    if counts["resized"]:
+        notices.append(f"centre-cropped and resized {counts['resized']} image(s) to {resolution}x{resolution}")
+    return Prepared(out, out_names, notices, skipped)
+
+
+def scan_folder(folder: str | os.PathLike) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted). Raises InputError for a missing or empty folder."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    files = list_images(folder)
+    if not files:
+        raise InputError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
+    return files

@@ -1,0 +1,133 @@
+"""Image reading, writing (atomic) and grids.
+
+Conventions: uint8 images are (H, W, C) or (N, H, W, C) in [0, 255]; float
+tensors are (N, C, H, W) in [-1, 1], float32.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "to_tensor",
+    "to_uint8",
+    "make_grid",
+    "atomic_write_bytes",
+    "save_png",
+    "save_json",
+    "read_image",
+    "ImageReadError",
+]
+
+
+class ImageReadError(ValueError):
+    """A file that is not a readable image."""
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, C) in [0, 255] -> float32 (N, C, H, W) in [-1, 1]."""
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float()  # (N,H,W,C)->(N,C,H,W)
+    return t / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float (N, C, H, W) in [-1, 1] -> uint8 (N, H, W, C), rounded and clipped."""
+    x = x.detach().float().cpu().clamp(-1, 1)
+    arr = ((x + 1.0) * 127.5).round().to(torch.uint8)
+    return arr.permute(0, 2, 3, 1).numpy()  # (N,C,H,W)->(N,H,W,C)
+
+
+def make_grid(images: np.ndarray, *, ncol: int | None = None, pad: int = 2, pad_value: int = 255) -> np.ndarray:
+    """Tile uint8 images (N, H, W, C) into one (rows*H', ncol*W', 3) uint8 image.
+
+    1-channel images are shown as gray RGB.
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    n, h, w, _ = images.shape
+    ncol = ncol or int(np.ceil(np.sqrt(n)))
+    nrow = int(np.ceil(n / ncol))
+    grid = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, 3), pad_value, dtype=np.uint8)
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = images[i]
+    return grid
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Save a uint8 (H, W), (H, W, 1) or (H, W, 3) image as PNG, atomically."""
+    import io
+
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_json(path: str | os.PathLike, obj) -> None:
+    """Save ``obj`` as indented JSON, atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as uint8 (H, W, C) with C in {1, 3, 4}.
+
+    Raises
+    ------
+    ImageReadError
+        With a one-line reason when the file is not a readable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("RGB", "L", "RGBA"):
+                arr = np.asarray(im)
+            elif im.mode in ("LA",):
+                arr = np.asarray(im.convert("RGBA"))
+            elif im.mode in ("I;16", "I", "F", "1", "P" ) and im.mode != "P":
+                arr = np.asarray(im.convert("L"))
+            else:  # P, CMYK, YCbCr, ...
+                arr = np.asarray(im.convert("RGBA" if "transparency" in im.info else "RGB"))
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not a readable image (unknown format)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(f"{path}: not a readable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.dtype != np.uint8:
+        raise ImageReadError(f"{path}: unsupported pixel type {arr.dtype}")
+    return np.ascontiguousarray(arr)

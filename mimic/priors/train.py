@@ -1,0 +1,329 @@
+"""Training of GAN priors and of the Fashion-MNIST classifier.
+
+``train_prior`` trains a DCGAN with z ~ U(-1, 1) (the same box the recovery
+projects onto), keeps a held-out split it never trains on, saves a sample grid
+every epoch, checkpoints atomically every ``ckpt_every`` steps and resumes
+bit-exactly (same weights as an uninterrupted run) with ``resume=True``.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import list_images, load_fmnist, load_image_folder, split_files
+from ..io import atomic_write_bytes, make_grid, save_json, save_png, to_tensor, to_uint8
+from .models import ARCHS, FMNISTClassifier, init_dcgan_weights
+
+__all__ = ["TrainConfig", "train_prior", "load_training_data", "train_classifier", "export_prior"]
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "dcgan64"  # "dcgan64" (64x64 RGB) or "fmnist28" (28x28 gray)
+    epochs: int = 25  # passes over the training split
+    batch_size: int = 64  # images per step
+    lr: float = 2e-4  # Adam learning rate of G and D
+    beta1: float = 0.5  # Adam beta1 (DCGAN)
+    nz: int = 100  # latent dims; z ~ U(-1, 1)^nz
+    ema: float = 0.999  # decay of the exponential moving average of G's weights
+    holdout: int = 1000  # last sorted images held out (val = first half, test = second half)
+    flip: bool = True  # random horizontal flips (faces); off for fmnist28
+    seed: int = 0  # seeds weights, shuffling, z and flips
+    ckpt_every: int = 500  # steps between checkpoints (and one at each epoch end)
+    crop_fraction: float = 108 / 178  # CelebA crop convention (1.0 = plain centre square)
+
+
+def load_training_data(data: str | os.PathLike, arch: str, *, holdout: int, crop_fraction: float):
+    """Returns (train uint8 (N,H,W,C), split description dict)."""
+    data = Path(data)
+    if arch == "fmnist28":
+        root = data if (data / "train-images-idx3-ubyte.gz").exists() or (data / "train-images-idx3-ubyte").exists() else data / "fashion-mnist"
+        x, _ = load_fmnist(root, "train")
+        return x, {"train": {"n": len(x), "source": "official train set (60,000)"},
+                   "heldout": {"n": 10000, "source": "official t10k test set, never trained on"}}
+    files = list_images(data)
+    if not files:
+        raise FileNotFoundError(f"{data}: no images found")
+    split = split_files(files, holdout=holdout)
+    _, _, nc, res = ARCHS[arch]
+    x = load_image_folder(split.train, size=res, crop_fraction=crop_fraction, channels=nc)
+    desc = split.describe(names=lambda p: Path(p).relative_to(data).as_posix())
+    desc["rule"] = f"files sorted by relative path; the last {holdout} are held out (val = first half, test = second half)"
+    return x, desc
+
+
+def _rng_state(gen: torch.Generator) -> torch.Tensor:
+    return gen.get_state()
+
+
+def _save_ckpt(path: Path, state: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def train_prior(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig = TrainConfig(), *,
+                device: str = "cpu", resume: bool = False, max_steps: int | None = None,
+                progress: bool = True, train_images: np.ndarray | None = None) -> dict:
+    """Train a GAN prior; returns a summary dict (losses, timing, paths).
+
+    Parameters
+    ----------
+    data : path
+        A folder of images (CelebA crop convention) or a folder with Fashion-MNIST IDX files.
+    out : path
+        Output folder: ``checkpoint.pt``, ``samples/epoch_XXX.png``, ``split.json``,
+        ``history.json`` and, at the end, the exported prior (see :func:`export_prior`).
+    resume : bool
+        Continue from ``out/checkpoint.pt``.
+    max_steps : int, optional
+        Stop after this many steps in this call (for tests and time-boxed runs); the
+        checkpoint is written so that a later ``resume`` continues exactly.
+    train_images : ndarray, optional
+        uint8 (N, H, W, C) images to train on instead of reading ``data``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    if cfg.arch not in ARCHS:
+        raise ValueError(f"unknown arch {cfg.arch!r}; valid: {sorted(ARCHS)}")
+    Gcls, Dcls, nc, res = ARCHS[cfg.arch]
+    if train_images is None:
+        x_u8, split_desc = load_training_data(data, cfg.arch, holdout=cfg.holdout, crop_fraction=cfg.crop_fraction)
+    else:
+        x_u8, split_desc = train_images, {"train": {"n": len(train_images), "source": "given array"}}
+    X = to_tensor(x_u8)  # (N, C, H, W) in [-1, 1], on CPU
+    n = X.shape[0]
+    steps_per_epoch = n // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{n} training images is fewer than one batch of {cfg.batch_size}")
+
+    torch.manual_seed(cfg.seed)
+    G, D = Gcls(nz=cfg.nz), Dcls()
+    init_dcgan_weights(G)
+    init_dcgan_weights(D)
+    G.to(device=device, memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
+    D.to(device=device, memory_format=torch.channels_last)
+    G_ema = copy.deepcopy(G).eval()
+    for p in G_ema.parameters():
+        p.requires_grad_(False)
+    optG = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    optD = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    gen = torch.Generator().manual_seed(cfg.seed)  # shuffling, z, flips (CPU)
+    fixed_z = torch.rand(64, cfg.nz, generator=torch.Generator().manual_seed(1234)) * 2 - 1
+    epoch, step_in_epoch, global_step = 0, 0, 0
+    perm = None
+    history: list[dict] = []
+    elapsed = 0.0
+    if resume and ckpt_path.exists():
+        st = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if st["config"] != asdict(cfg):
+            diff = {k: (st["config"].get(k), v) for k, v in asdict(cfg).items() if st["config"].get(k) != v and k != "epochs"}
+            if diff:
+                raise ValueError(f"{ckpt_path}: checkpoint was made with other settings {diff}")
+        G.load_state_dict(st["G"]), D.load_state_dict(st["D"]), G_ema.load_state_dict(st["G_ema"])
+        optG.load_state_dict(st["optG"]), optD.load_state_dict(st["optD"])
+        gen.set_state(st["gen"])
+        epoch, step_in_epoch, global_step = st["epoch"], st["step_in_epoch"], st["global_step"]
+        perm, history, elapsed = st["perm"], st["history"], st["elapsed"]
+    elif resume:
+        print(f"note: {ckpt_path} not found; starting from scratch", file=sys.stderr)
+    save_json(out / "split.json", split_desc)
+
+    def checkpoint():
+        _save_ckpt(ckpt_path, {
+            "config": asdict(cfg), "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+            "optG": optG.state_dict(), "optD": optD.state_dict(), "gen": _rng_state(gen),
+            "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+            "perm": perm, "history": history, "elapsed": elapsed,
+        })
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    prog = Progress(TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not progress)
+    steps_this_call = 0
+    t_start = time.perf_counter()
+    sum_d = sum_g = 0.0
+    cnt = 0
+    ones = torch.ones(cfg.batch_size, device=device)
+    zeros = torch.zeros(cfg.batch_size, device=device)
+    with prog:
+        task = prog.add_task("train", total=steps_per_epoch, epoch=epoch + 1, epochs=cfg.epochs, info="")
+        while epoch < cfg.epochs:
+            if perm is None:
+                perm = torch.randperm(n, generator=gen)
+            prog.update(task, completed=step_in_epoch, epoch=epoch + 1)
+            G.train(), D.train()
+            t_epoch = time.perf_counter()
+            while step_in_epoch < steps_per_epoch:
+                if max_steps is not None and steps_this_call >= max_steps:
+                    elapsed += time.perf_counter() - t_start
+                    checkpoint()
+                    return {"stopped_at_step": global_step, "epoch": epoch, "history": history}
+                idx = perm[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
+                real = X[idx]
+                z = torch.rand(cfg.batch_size, cfg.nz, generator=gen) * 2 - 1
+                if cfg.flip:
+                    flip = torch.rand(cfg.batch_size, generator=gen) < 0.5
+                    real = torch.where(flip[:, None, None, None], real.flip(-1), real)
+                real, z = real.to(device).contiguous(memory_format=torch.channels_last), z.to(device)
+                # discriminator step
+                fake = G(z)
+                lossD = F.binary_cross_entropy_with_logits(D(real), ones) + \
+                    F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
+                optD.zero_grad(set_to_none=True)
+                lossD.backward()
+                optD.step()
+                # generator step (non-saturating)
+                lossG = F.binary_cross_entropy_with_logits(D(fake), ones)
+                optG.zero_grad(set_to_none=True)
+                lossG.backward()
+                optG.step()
+                with torch.no_grad():
+                    for pe, p in zip(G_ema.parameters(), G.parameters()):
+                        pe.lerp_(p, 1.0 - cfg.ema)
+                    for be, b in zip(G_ema.buffers(), G.buffers()):
+                        be.copy_(b)
+                sum_d += float(lossD)
+                sum_g += float(lossG)
+                cnt += 1
+                step_in_epoch += 1
+                global_step += 1
+                steps_this_call += 1
+                if global_step % 20 == 0:
+                    ips = cnt * cfg.batch_size / max(time.perf_counter() - t_epoch, 1e-9)
+                    prog.update(task, completed=step_in_epoch,
+                                info=f"D {sum_d / cnt:.3f}  G {sum_g / cnt:.3f}  {ips:.0f} img/s")
+                if global_step % cfg.ckpt_every == 0:
+                    elapsed += time.perf_counter() - t_start
+                    t_start = time.perf_counter()
+                    checkpoint()
+            # end of epoch
+            ep_time = time.perf_counter() - t_epoch
+            history.append({"epoch": epoch + 1, "lossD": sum_d / max(cnt, 1), "lossG": sum_g / max(cnt, 1),
+                            "steps": global_step, "epoch_seconds": ep_time})
+            sum_d = sum_g = 0.0
+            cnt = 0
+            with torch.no_grad():
+                G_ema.eval()
+                save_png(out / "samples" / f"epoch_{epoch + 1:03d}.png",
+                         make_grid(to_uint8(G_ema(fixed_z.to(device))), ncol=8))
+            epoch += 1
+            step_in_epoch = 0
+            perm = None
+            elapsed += time.perf_counter() - t_start
+            t_start = time.perf_counter()
+            checkpoint()
+            save_json(out / "history.json", history)
+            console.log(f"epoch {epoch}/{cfg.epochs}: D {history[-1]['lossD']:.3f} G {history[-1]['lossG']:.3f} "
+                        f"({ep_time:.0f} s)")
+    summary = {"epochs": epoch, "steps": global_step, "train_seconds": elapsed, "history": history,
+               "hardware": _hardware(device), "config": asdict(cfg), "split": split_desc}
+    save_json(out / "train_summary.json", summary)
+    return summary
+
+
+def _hardware(device: str) -> str:
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def export_prior(ckpt: str | os.PathLike, out: str | os.PathLike, *, use_ema: bool = True) -> dict:
+    """Write ``generator.safetensors``, ``discriminator.safetensors`` and ``config.json`` from a checkpoint."""
+    from safetensors.torch import save_file
+
+    st = torch.load(ckpt, map_location="cpu", weights_only=False)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    g = st["G_ema"] if use_ema else st["G"]
+    for name, sd in (("generator", g), ("discriminator", st["D"])):
+        tmp = out / f".{name}.safetensors.tmp"
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp))
+        os.replace(tmp, out / f"{name}.safetensors")
+    cfg = st["config"]
+    conf = {"arch": cfg["arch"], "nz": cfg["nz"], "generator_weights": "ema" if use_ema else "raw",
+            "epochs": st["epoch"], "steps": st["global_step"], "seed": cfg["seed"], "train_config": cfg,
+            "train_seconds": st["elapsed"]}
+    save_json(out / "config.json", conf)
+    return conf
+
+
+def train_classifier(data: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 15, batch_size: int = 128,
+                     lr: float = 1e-3, seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
+    """Train :class:`FMNISTClassifier` on the Fashion-MNIST train set; report test accuracy.
+
+    Writes ``classifier.safetensors`` and ``config.json`` into ``out``.
+    """
+    from safetensors.torch import save_file
+
+    data = Path(data)
+    root = data if (data / "train-images-idx3-ubyte.gz").exists() else data / "fashion-mnist"
+    xtr, ytr = load_fmnist(root, "train")
+    xte, yte = load_fmnist(root, "test")
+    Xtr, Xte = to_tensor(xtr), to_tensor(xte)
+    Ytr, Yte = torch.from_numpy(ytr), torch.from_numpy(yte)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = FMNISTClassifier().to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
+    steps = epochs * (len(Xtr) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr * 3, total_steps=steps)
+    t0 = time.perf_counter()
+    history = []
+    for ep in range(epochs):
+        model.train()
+        perm = torch.randperm(len(Xtr), generator=gen)
+        tot = 0.0
+        for i in range(len(Xtr) // batch_size):
+            idx = perm[i * batch_size : (i + 1) * batch_size]
+            xb = Xtr[idx]
+            # light augmentation: flips and 2-pixel shifts
+            flip = torch.rand(len(idx), generator=gen) < 0.5
+            xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+            dx, dy = torch.randint(-2, 3, (2,), generator=gen).tolist()
+            xb = torch.roll(xb, shifts=(dy, dx), dims=(2, 3))
+            loss = F.cross_entropy(model(xb.to(device)), Ytr[idx].to(device), label_smoothing=0.05)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss)
+        acc = evaluate_classifier(model, Xte, Yte, device=device)
+        history.append({"epoch": ep + 1, "loss": tot / (len(Xtr) // batch_size), "test_accuracy": acc})
+        if progress:
+            print(f"epoch {ep + 1}/{epochs}: loss {history[-1]['loss']:.4f} test acc {acc:.2f}%", file=sys.stderr)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".classifier.safetensors.tmp"
+    save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
+    os.replace(tmp, out / "classifier.safetensors")
+    summary = {"arch": "fmnist_classifier", "epochs": epochs, "seed": seed, "test_accuracy": history[-1]["test_accuracy"],
+               "train_seconds": time.perf_counter() - t0, "hardware": _hardware(device), "history": history}
+    save_json(out / "config.json", summary)
+    return summary
+
+
+@torch.no_grad()
+def evaluate_classifier(model, X: torch.Tensor, Y: torch.Tensor, *, device="cpu", batch_size: int = 1000) -> float:
+    """Accuracy in percent of ``model`` on X (N,1,28,28) in [-1,1] with labels Y (N,)."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(X), batch_size):
+        correct += int((model(X[i : i + batch_size].to(device)).argmax(1).cpu() == Y[i : i + batch_size]).sum())
+    return 100.0 * correct / len(X)

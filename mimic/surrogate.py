@@ -1,0 +1,131 @@
+"""Corruption surrogates, batched over groups.
+
+A surrogate ``f`` maps a clean estimate ``x = G(z)`` to an imitation of the
+observation. The engine recovers many groups at once, each group with its own
+surrogate, so every surrogate here holds its weights with a leading group axis S
+and runs as grouped convolutions:
+
+    f(x): x (S, B, C_in, H, W) in [-1, 1] -> (S, B, C_obs, H, W)
+
+Kinds
+-----
+``paper``
+    The MimicGAN paper's surrogate: Conv5x5(C_in->16)+ReLU, Conv5x5(16->16)+ReLU,
+    Conv5x5(16->C_obs)+ReLU (TanH with ``last="tanh"``), an elementwise mask
+    (C_obs, H, W) and TanH. Random (DCGAN) initialisation, mask at 1.
+``gated``
+    Starts at (affine) identity: ``f(x) = m * (A x + b + r(x))`` with ``A x + b`` a
+    1x1 convolution (the affine colour path, initialised to identity, or to the
+    channel mean for C_obs = 1 < C_in), ``r`` the paper's three 5x5 convolutions with
+    the last one at zero, and ``m`` an elementwise mask (C_obs, H, W) at 1 that can
+    switch destroyed regions off. Output clipped to [-1, 1].
+``identity``
+    No parameters: ``f(x) = x`` (plain GAN-prior inversion, PGD). A 1-channel
+    observation is compared with every channel of ``x`` by broadcasting.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["BatchedSurrogate", "make_surrogate", "SURROGATES"]
+
+SURROGATES = ("gated", "paper", "identity")
+
+
+def _gconv(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, groups: int) -> torch.Tensor:
+    """Grouped conv: h (B, S*Ci, H, W), w (S, Co, Ci, k, k), b (S, Co) -> (B, S*Co, H, W)."""
+    s, co, ci, k, _ = w.shape
+    return F.conv2d(h, w.reshape(s * co, ci, k, k), None if b is None else b.reshape(s * co),
+                    padding=k // 2, groups=groups)
+
+
+class BatchedSurrogate(nn.Module):
+    """S independent surrogates evaluated together (see module docstring for the kinds).
+
+    Parameters
+    ----------
+    kind : {"gated", "paper", "identity"}
+    groups : int
+        S, the number of independent surrogates.
+    in_channels, out_channels : int
+        C_in (the generator's channels) and C_obs (the observation's).
+    size : int
+        Image side (for the mask).
+    last : {"relu", "tanh"}
+        Activation of the paper surrogate's last convolution.
+    hidden : int
+        Width of the convolutions (16 in the paper).
+    generator : torch.Generator, optional
+        Seeds the random initialisation (drawn on the CPU).
+    """
+
+    def __init__(self, kind: str, groups: int, in_channels: int, out_channels: int, size: int, *,
+                 last: str = "relu", hidden: int = 16, ksize: int = 5, generator: torch.Generator | None = None):
+        super().__init__()
+        if kind not in SURROGATES:
+            raise ValueError(f"unknown surrogate {kind!r}; valid: {', '.join(SURROGATES)}")
+        self.kind, self.S, self.cin, self.cout, self.last = kind, groups, in_channels, out_channels, last
+        if kind == "identity":
+            return
+        S, k, h = groups, ksize, hidden
+
+        def w(co, ci):  # DCGAN-style N(0, 0.02) would start the paper net near 0; use He-uniform like TF's default glorot
+            bound = math.sqrt(6.0 / ((ci + co) * k * k))
+            return nn.Parameter((torch.rand(S, co, ci, k, k, generator=generator) * 2 - 1) * bound)
+
+        self.w1, self.b1 = w(h, in_channels), nn.Parameter(torch.zeros(S, h))
+        self.w2, self.b2 = w(h, h), nn.Parameter(torch.zeros(S, h))
+        self.w3, self.b3 = w(out_channels, h), nn.Parameter(torch.zeros(S, out_channels))
+        self.mask = nn.Parameter(torch.ones(S, out_channels, size, size))
+        if kind == "gated":
+            with torch.no_grad():
+                self.w3.zero_()
+            A = torch.zeros(S, out_channels, in_channels)
+            if out_channels == in_channels:
+                A[:] = torch.eye(in_channels)
+            else:
+                A[:] = 1.0 / in_channels
+            self.A = nn.Parameter(A)
+            self.bA = nn.Parameter(torch.zeros(S, out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        S, B, C, H, W = x.shape
+        if self.kind == "identity":
+            return x
+        h = x.transpose(0, 1).reshape(B, S * C, H, W)  # (S, B, C, H, W) -> (B, S*C, H, W)
+        r = F.relu(_gconv(h, self.w1, self.b1, S))
+        r = F.relu(_gconv(r, self.w2, self.b2, S))
+        r = _gconv(r, self.w3, self.b3, S)  # (B, S*C_obs, H, W)
+        r = r.reshape(B, S, self.cout, H, W).transpose(0, 1)  # -> (S, B, C_obs, H, W)
+        if self.kind == "paper":
+            r = torch.tanh(r) if self.last == "tanh" else F.relu(r)
+            return torch.tanh(self.mask[:, None] * r)
+        lin = torch.einsum("soc,sbchw->sbohw", self.A, x) + self.bA[:, None, :, None, None]
+        return (self.mask[:, None] * (lin + r)).clamp(-1, 1)
+
+    @torch.no_grad()
+    def fit_affine(self, x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3) -> None:
+        """Least-squares fit of the affine path ``A x + b`` to y, per group (gated only).
+
+        x (S, B, C_in, H, W), y (S, B, C_obs, H, W). Closed form (normal equations,
+        batched over S), so no host-device synchronisation.
+        """
+        if self.kind != "gated":
+            return
+        S, B, C, H, W = x.shape
+        X = x.permute(0, 1, 3, 4, 2).reshape(S, -1, C)  # (S, P, C_in)
+        X = torch.cat([X, torch.ones_like(X[..., :1])], dim=-1)  # (S, P, C_in+1)
+        Y = y.permute(0, 1, 3, 4, 2).reshape(S, -1, y.shape[2])  # (S, P, C_obs)
+        XtX = X.transpose(1, 2) @ X / X.shape[1]
+        XtY = X.transpose(1, 2) @ Y / X.shape[1]
+        sol = torch.linalg.solve(XtX + ridge * torch.eye(C + 1, device=x.device), XtY)  # (S, C_in+1, C_obs)
+        self.A.copy_(sol[:, :C].transpose(1, 2))
+        self.bA.copy_(sol[:, C])
+
+
+def make_surrogate(kind, groups, in_channels, out_channels, size, **kw) -> BatchedSurrogate:
+    return BatchedSurrogate(kind, groups, in_channels, out_channels, size, **kw)
