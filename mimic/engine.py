@@ -100,7 +100,9 @@ class SolveOutput:
 
 
 def z_init(nz: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """z0: the mean of 1000 draws of U(-1, 1)^nz (paper), shape (nz,)."""
+    """z0: the mean of 1000 draws of U(-1, 1)^nz (paper), shape (nz,). Seeded (0) when no generator is given."""
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
     return (torch.rand(1000, nz, generator=generator) * 2 - 1).mean(0)
 
 

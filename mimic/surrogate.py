@@ -73,13 +73,15 @@ class BatchedSurrogate(nn.Module):
             return
         S, k, h = groups, ksize, hidden
 
-        def w(co, ci):  # DCGAN-style N(0, 0.02) would start the paper net near 0; use He-uniform like TF's default glorot
+        def w(co, ci):  # Glorot-uniform (TensorFlow's default), drawn group after group
             bound = math.sqrt(6.0 / ((ci + co) * k * k))
-            return nn.Parameter((torch.rand(S, co, ci, k, k, generator=generator) * 2 - 1) * bound)
+            return (torch.rand(co, ci, k, k, generator=generator) * 2 - 1) * bound
 
-        self.w1, self.b1 = w(h, in_channels), nn.Parameter(torch.zeros(S, h))
-        self.w2, self.b2 = w(h, h), nn.Parameter(torch.zeros(S, h))
-        self.w3, self.b3 = w(out_channels, h), nn.Parameter(torch.zeros(S, out_channels))
+        # group s's initial weights do not depend on how many groups are batched with it
+        ws = [(w(h, in_channels), w(h, h), w(out_channels, h)) for _ in range(S)]
+        self.w1, self.b1 = nn.Parameter(torch.stack([a for a, _, _ in ws])), nn.Parameter(torch.zeros(S, h))
+        self.w2, self.b2 = nn.Parameter(torch.stack([b for _, b, _ in ws])), nn.Parameter(torch.zeros(S, h))
+        self.w3, self.b3 = nn.Parameter(torch.stack([c for _, _, c in ws])), nn.Parameter(torch.zeros(S, out_channels))
         self.mask = nn.Parameter(torch.ones(S, out_channels, size, size))
         if kind == "gated":
             with torch.no_grad():

@@ -1,0 +1,126 @@
+import pytest
+import torch
+
+from mimic.engine import MimicConfig, solve
+from mimic.priors import load_prior
+
+FAST = MimicConfig(warm_steps=4, refit_every=2, T=2, T1=3, T2=3, lam_adv=1e-4, lam_I=0.1, lr_s=1e-3, lr_g=1e-2)
+
+
+@pytest.fixture(scope="module")
+def prior(tiny_prior_dir):
+    return load_prior(tiny_prior_dir)
+
+
+def _close(a, b, rel=2e-2):
+    """Equal up to float reordering (grouped vs single convolutions), relative to the signal."""
+    return float((a - b).abs().max()) <= rel * float(a.abs().max())
+
+
+def _y(prior, S=2, B=3, C=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        x = prior.G(torch.rand(S * B, 100, generator=g) * 2 - 1)
+    y = x.reshape(S, B, 3, 64, 64)
+    return y if C == 3 else y.mean(2, keepdim=True)
+
+
+@pytest.mark.parametrize("method", ["mimic", "pgd"])
+@pytest.mark.parametrize("cobs", [1, 3])
+def test_shapes_finite_box(prior, method, cobs, device):
+    prior.to(device)
+    y = _y(prior, C=cobs).to(device)
+    seen = []
+
+    def cb(t, x, fx, hist):
+        seen.append(t)
+
+    out = solve(prior.G, prior.D, y, FAST, method=method, generator=torch.Generator().manual_seed(0), callback=cb)
+    prior.to("cpu")
+    assert out.x.shape == (2, 3, 3, 64, 64)
+    assert out.fx.shape[2] == (cobs if method == "mimic" else 3)
+    assert out.z.abs().max() <= 1.0
+    assert torch.isfinite(out.x).all() and torch.isfinite(out.obs_loss).all()
+    assert out.history["obs"].shape == (FAST.T + 1, 2)
+    assert all(torch.isfinite(v).all() for v in out.history.values())
+    assert seen == list(range(FAST.T + 1))
+
+
+def test_z_stays_in_box_every_step(prior):
+    """A huge latent step would leave the box without the projection."""
+    y = _y(prior)
+    cfg = FAST.replace(lr_warm=5.0, lr_g=5.0, warm_steps=3, T=1)
+    out = solve(prior.G, prior.D, y, cfg, method="pgd")
+    assert out.z.abs().max() <= 1.0
+    assert (out.z.abs() == 1.0).any()  # the projection was active
+
+
+def test_identity_surrogate_equals_pgd(prior):
+    y = _y(prior)
+    cfg = FAST.replace(lam_I=0.0, surrogate="identity")
+    a = solve(prior.G, prior.D, y, cfg, method="mimic", generator=torch.Generator().manual_seed(0))
+    b = solve(prior.G, prior.D, y, cfg, method="pgd", generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.z, b.z) and torch.equal(a.x, b.x)
+
+
+def test_batched_groups_equal_one_at_a_time(prior):
+    """Groups solved together give what each gives alone."""
+    # with a deterministic surrogate every group matches its solo run
+    cfg = FAST.replace(surrogate="identity")
+    y = _y(prior, S=3)
+    allg = solve(prior.G, prior.D, y, cfg)
+    for s in range(3):
+        one = solve(prior.G, prior.D, y[s : s + 1], cfg)
+        assert _close(one.x[0], allg.x[s], rel=1e-3)
+    # learned surrogates: the first group's initialisation does not depend on the batch ...
+    a = solve(prior.G, prior.D, y, FAST.replace(T=0, warm_steps=0), generator=torch.Generator().manual_seed(0))
+    b = solve(prior.G, prior.D, y[:1], FAST.replace(T=0, warm_steps=0), generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(a.surrogate.state_dict()[k][:1], v) for k, v in b.surrogate.state_dict().items())
+    # ... and no group sees another: changing group 1's observations leaves group 0 bit-identical
+    y2 = y.clone()
+    y2[1] = -y2[1]
+    c1 = solve(prior.G, prior.D, y, FAST, generator=torch.Generator().manual_seed(0))
+    c2 = solve(prior.G, prior.D, y2, FAST, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(c1.x[0], c2.x[0]) and torch.equal(c1.x[2], c2.x[2])
+    assert not torch.equal(c1.x[1], c2.x[1])
+
+
+def test_padding_does_not_change_results(prior):
+    y = _y(prior, S=1, B=3)
+    cfg = FAST
+    a = solve(prior.G, prior.D, y, cfg, generator=torch.Generator().manual_seed(0))
+    ypad = torch.cat([y, torch.zeros_like(y[:, :1])], 1)
+    valid = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    b = solve(prior.G, prior.D, ypad, cfg, valid=valid, generator=torch.Generator().manual_seed(0))
+    assert _close(a.x, b.x[:, :3])
+
+
+def test_pgd_lowers_observation_loss(prior):
+    y = _y(prior, S=1, B=2, seed=5)
+    out = solve(prior.G, prior.D, y, FAST.replace(warm_steps=30, T=0), method="pgd")
+    h = out.history["obs"]
+    start = (y - prior.G(torch.zeros(1, 100)).unsqueeze(0)).abs().mean()
+    assert float(h[-1].mean()) < float(start)
+
+
+def test_diverged_group_is_restarted(prior, monkeypatch):
+    """A group whose loss turns NaN is detected and restarted with half the step."""
+    import mimic.engine as eng
+
+    y = _y(prior, S=2)
+    calls = {"n": 0}
+    orig = eng._solve_once
+
+    def flaky(G, D, yy, cfg, method, valid, generator, callback, lr_scale):
+        out = orig(G, D, yy, cfg, method, valid, generator, callback, lr_scale)
+        calls["n"] += 1
+        if calls["n"] == 1:  # first attempt: group 1 diverges
+            out.x[1] = float("nan")
+            out.obs_loss[1] = float("nan")
+        return out
+
+    monkeypatch.setattr(eng, "_solve_once", flaky)
+    out = eng.solve(prior.G, prior.D, y, FAST)
+    assert out.restarted == [1]
+    assert torch.isfinite(out.x).all()
+    assert out.lr_scale.tolist() == [1.0, 0.5]

@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from mimic.surrogate import BatchedSurrogate
+
+
+def _x(S=3, B=4, C=3, H=16, g=0):
+    return torch.rand(S, B, C, H, H, generator=torch.Generator().manual_seed(g)) * 2 - 1
+
+
+@pytest.mark.parametrize("kind", ["gated", "paper", "identity"])
+@pytest.mark.parametrize("cobs", [1, 3])
+def test_shapes(kind, cobs, device):
+    f = BatchedSurrogate(kind, 3, 3, cobs, 16).to(device)
+    x = _x().to(device)
+    y = f(x)
+    assert y.shape == ((3, 4, 3, 16, 16) if kind == "identity" else (3, 4, cobs, 16, 16))
+    assert torch.isfinite(y).all()
+
+
+def test_gated_starts_at_identity():
+    f = BatchedSurrogate("gated", 3, 3, 3, 16)
+    x = _x() * 0.9
+    assert torch.allclose(f(x), x, atol=1e-6)
+    f1 = BatchedSurrogate("gated", 2, 3, 1, 16)
+    assert torch.allclose(f1(x[:2]), x[:2].mean(2, keepdim=True), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["gated", "paper"])
+def test_gradients_reach_every_parameter(kind):
+    f = BatchedSurrogate(kind, 2, 3, 3, 16, generator=torch.Generator().manual_seed(0))
+    if kind == "gated":
+        with torch.no_grad():
+            f.w3.normal_(0, 0.01)
+    x = _x(S=2) * 0.5
+    (f(x) - _x(S=2, g=1)).abs().sum().backward()
+    for n, p in f.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), n
+        assert p.grad.abs().sum() > 0, n
+
+
+@pytest.mark.parametrize("kind", ["gated", "paper"])
+def test_groups_are_independent(kind):
+    """Group s of a batched surrogate equals a one-group surrogate with group s's weights."""
+    f = BatchedSurrogate(kind, 3, 3, 1, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for p in f.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    x = _x()
+    y = f(x)
+    for s in range(3):
+        g = BatchedSurrogate(kind, 1, 3, 1, 16)
+        g.load_state_dict({k: v[s : s + 1] for k, v in f.state_dict().items()})
+        assert torch.allclose(g(x[s : s + 1]), y[s : s + 1], atol=1e-5)
+
+
+def test_fit_affine_recovers_negation():
+    f = BatchedSurrogate("gated", 2, 3, 3, 16)
+    x = _x(S=2)
+    y = -0.5 * x + 0.1
+    f.fit_affine(x, y)
+    assert torch.allclose(f.A, -0.5 * torch.eye(3).expand(2, 3, 3), atol=1e-2)
+    assert torch.allclose(f(x), y, atol=1e-2)
+
+
+def test_unknown_kind():
+    with pytest.raises(ValueError, match="valid"):
+        BatchedSurrogate("nope", 1, 3, 3, 16)
