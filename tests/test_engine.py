@@ -75,7 +75,7 @@ def test_batched_groups_equal_one_at_a_time(prior):
     # learned surrogates: the first group's initialisation does not depend on the batch ...
     a = solve(prior.G, prior.D, y, FAST.replace(T=0, warm_steps=0), generator=torch.Generator().manual_seed(0))
     b = solve(prior.G, prior.D, y[:1], FAST.replace(T=0, warm_steps=0), generator=torch.Generator().manual_seed(0))
-    assert all(torch.equal(a.surrogate.state_dict()[k][:1], v) for k, v in b.surrogate.state_dict().items())
+    assert all(torch.allclose(a.surrogate.state_dict()[k][:1], v, atol=1e-5) for k, v in b.surrogate.state_dict().items())
     # ... and no group sees another: changing group 1's observations leaves group 0 bit-identical
     y2 = y.clone()
     y2[1] = -y2[1]
