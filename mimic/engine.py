@@ -256,11 +256,11 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale) -> S
     refit = (not pgd) and cfg.surrogate == "gated" and cfg.affine_init == "lstsq"
     if refit:
         with torch.no_grad():
-            surrogate.fit_affine(gen(z), y)
+            surrogate.fit_affine(gen(z), y, valid)
     for i in range(cfg.warm_steps):
         if refit and cfg.refit_every and i > 0 and i % cfg.refit_every == 0:
             with torch.no_grad():
-                surrogate.fit_affine(gen(z), y)
+                surrogate.fit_affine(gen(z), y, valid)
         latent_step(cfg.lr_warm)
 
     def evaluate():

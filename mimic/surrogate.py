@@ -110,20 +110,24 @@ class BatchedSurrogate(nn.Module):
         return (self.mask[:, None] * (lin + r)).clamp(-1, 1)
 
     @torch.no_grad()
-    def fit_affine(self, x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3) -> None:
+    def fit_affine(self, x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor | None = None,
+                   ridge: float = 1e-3) -> None:
         """Least-squares fit of the affine path ``A x + b`` to y, per group (gated only).
 
-        x (S, B, C_in, H, W), y (S, B, C_obs, H, W). Closed form (normal equations,
-        batched over S), so no host-device synchronisation.
+        x (S, B, C_in, H, W), y (S, B, C_obs, H, W), valid (S, B) weights (0 for padding).
+        Closed form (normal equations, batched over S), so no host-device synchronisation.
         """
         if self.kind != "gated":
             return
         S, B, C, H, W = x.shape
+        w = torch.ones(S, B, device=x.device) if valid is None else valid.to(x)
+        w = w[:, :, None].expand(S, B, H * W).reshape(S, -1, 1)  # (S, P, 1)
         X = x.permute(0, 1, 3, 4, 2).reshape(S, -1, C)  # (S, P, C_in)
         X = torch.cat([X, torch.ones_like(X[..., :1])], dim=-1)  # (S, P, C_in+1)
         Y = y.permute(0, 1, 3, 4, 2).reshape(S, -1, y.shape[2])  # (S, P, C_obs)
-        XtX = X.transpose(1, 2) @ X / X.shape[1]
-        XtY = X.transpose(1, 2) @ Y / X.shape[1]
+        n = w.sum(1, keepdim=True).clamp(min=1)  # (S, 1, 1)
+        XtX = (X * w).transpose(1, 2) @ X / n
+        XtY = (X * w).transpose(1, 2) @ Y / n
         sol = torch.linalg.solve(XtX + ridge * torch.eye(C + 1, device=x.device), XtY)  # (S, C_in+1, C_obs)
         self.A.copy_(sol[:, :C].transpose(1, 2))
         self.bA.copy_(sol[:, C])
