@@ -16,6 +16,14 @@ from ..inputs import InputError
 from ..priors import PriorError
 
 
+def _console():
+    """A rich console for tables: stdout, wide enough when not a terminal (pipes, tests)."""
+    from rich.console import Console
+
+    c = Console()
+    return c if c.is_terminal else Console(width=200)
+
+
 def _err(msg: str) -> None:
     click.echo(f"error: {msg}", err=True)
 
@@ -127,7 +135,7 @@ def compare(input, out, quiet, **kw):
         for k in ("pgd", "mimic"):
             t.add_row(k, f"{m[k]['psnr_mean']:.2f}", f"{m[k]['ssim_mean']:.3f}")
         t.add_row("gain", f"{m['gain_psnr_db']:+.2f}", f"{m['gain_ssim']:+.3f}")
-        Console().print(t)
+        _console().print(t)
     click.echo(f"wrote {out / 'mimic'}, {out / 'pgd'}, {out / 'grid.png'}, {out / 'metrics.json'}")
     sys.exit(1 if r["mimic"].skipped else 0)
 
@@ -166,7 +174,7 @@ def tasks():
         c = v.config
         t.add_row(k, v.corruption or "-", f"{c.lam_I:g}", f"{c.lam_adv:g}", f"{c.lr_s:g}", f"{c.lr_g:g}", c.surrogate,
                   f"warm {c.warm_steps}, T={c.T} x (T1={c.T1}, T2={c.T2})", v.description)
-    Console().print(t)
+    _console().print(t)
 
 
 @cli.command()

@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+import torch
+
+import mimic
+from mimic import recover
+from mimic.inputs import InputError
+
+FAST = dict(warm_steps=3, T=1, T1=2, T2=2)
+
+
+def _imgs(n=3, c=3, size=64, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (n, size, size, c) if c else (n, size, size)
+    return rng.integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_public_surface():
+    for name in mimic.__all__:
+        assert hasattr(mimic, name)
+    assert "gray_blur" in mimic.list_tasks()
+
+
+@pytest.mark.parametrize("form", ["rgb", "gray2d", "gray1", "list", "tensor"])
+def test_input_forms_shapes_dtypes(form, tiny_prior_dir):
+    if form == "rgb":
+        images, cobs = _imgs(), 3
+    elif form == "gray2d":
+        images, cobs = _imgs(c=None), 1
+    elif form == "gray1":
+        images, cobs = _imgs(c=1), 1
+    elif form == "list":
+        images, cobs = list(_imgs()), 3
+    else:
+        images, cobs = torch.rand(3, 3, 64, 64) * 2 - 1, 3
+    r = recover(images, task="gray_blur", prior=tiny_prior_dir, device="cpu", **FAST)
+    assert r.images.shape == (3, 64, 64, 3) and r.images.dtype == np.uint8
+    assert r.tensor.shape == (3, 3, 64, 64) and r.tensor.dtype == torch.float32
+    assert r.tensor.min() >= -1 and r.tensor.max() <= 1
+    assert r.z.shape == (3, 100) and r.z.abs().max() <= 1
+    assert len(r.mimicked) == 3 and r.mimicked[0].shape == (64, 64, cobs) and r.mimicked[0].dtype == np.uint8
+    assert len(r.surrogates) == 1 and r.surrogates[0]["out_channels"] == cobs
+    assert len(r.history[0]["obs"]) == FAST["T"] + 1
+    assert np.isfinite(r.obs_loss).all()
+
+
+def test_paths_and_resize_and_alpha(tmp_path, tiny_prior_dir):
+    from PIL import Image
+
+    Image.fromarray(_imgs(1, 4, 80)[0], "RGBA").save(tmp_path / "a.png")
+    Image.fromarray(_imgs(1, 3)[0]).save(tmp_path / "b.jpg")
+    r = recover([tmp_path / "a.png", str(tmp_path / "b.jpg")], prior=tiny_prior_dir, device="cpu", **FAST)
+    assert r.images.shape == (2, 64, 64, 3)
+    assert any("alpha" in n for n in r.notices) and any("resized 1" in n for n in r.notices)
+    with pytest.raises(InputError, match="a.png.*strict"):
+        recover([tmp_path / "a.png"], prior=tiny_prior_dir, device="cpu", strict_size=True, **FAST)
+
+
+def test_mixed_channels_never_share_a_surrogate(tiny_prior_dir):
+    imgs = [*_imgs(2), *_imgs(2, c=1)]
+    r = recover(imgs, prior=tiny_prior_dir, device="cpu", batch_size=25, **FAST)
+    assert len(set(r.group[:2])) == 1 and len(set(r.group[2:])) == 1 and r.group[0] != r.group[2]
+    assert [m.shape[-1] for m in r.mimicked] == [3, 3, 1, 1]
+
+
+def test_groups_of_batch_size(tiny_prior_dir):
+    r = recover(_imgs(5), prior=tiny_prior_dir, device="cpu", batch_size=2, **FAST)
+    assert r.group.tolist() == [0, 0, 1, 1, 2]
+
+
+def test_seed_determinism(tiny_prior_dir):
+    a = recover(_imgs(2), prior=tiny_prior_dir, device="cpu", seed=1, **FAST)
+    b = recover(_imgs(2), prior=tiny_prior_dir, device="cpu", seed=1, **FAST)
+    assert np.array_equal(a.images, b.images)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros((2, 64, 64, 3), np.float32), "uint8"),
+    (np.zeros((64, 64), np.uint8), "shape"),
+    (torch.full((1, 3, 64, 64), 3.0), r"\[-1, 1\]"),
+    ("not-an-array", "unsupported"),
+])
+def test_bad_inputs(bad, match, tiny_prior_dir):
+    with pytest.raises(InputError, match=match):
+        recover(bad, prior=tiny_prior_dir, device="cpu", **FAST)
+
+
+def test_unknown_names(tiny_prior_dir):
+    with pytest.raises(KeyError, match="valid: gray_blur"):
+        recover(_imgs(1), task="nope", prior=tiny_prior_dir)
+    with pytest.raises(mimic.priors.PriorError, match="unknown prior"):
+        recover(_imgs(1), prior="nope")
+    with pytest.raises(TypeError, match="unknown MimicConfig"):
+        recover(_imgs(1), prior=tiny_prior_dir, bogus=1)
+
+
+def test_altered_weights_are_refused(tiny_prior_dir, tmp_path):
+    import shutil
+
+    d = tmp_path / "p"
+    shutil.copytree(tiny_prior_dir, d)
+    with open(d / "generator.safetensors", "r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"\x00\x01\x02\x03")
+    with pytest.raises(mimic.priors.PriorError, match="generator.safetensors: sha256 mismatch"):
+        mimic.load_prior(d)
+    (d / "generator.safetensors").unlink()
+    with pytest.raises(mimic.priors.PriorError, match="generator.safetensors: missing"):
+        mimic.load_prior(d)

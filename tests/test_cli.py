@@ -1,0 +1,97 @@
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from mimic.cli.main import cli
+
+FAST = ["--warm-steps", "2", "--T", "1", "--T1", "2", "--T2", "2", "--device", "cpu", "--quiet"]
+
+
+def _folder(path, n=3, seed=0, bad=False):
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path / f"img{i}.png")
+    if bad:
+        (path / "broken.png").write_bytes(b"this is not a png")
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_recover_folder_with_corrupt_file_and_resume(tmp_path, tiny_prior_dir):
+    inp = _folder(tmp_path / "in", bad=True)
+    before = sorted(p.name for p in inp.iterdir())
+    out = tmp_path / "out"
+    r = run("recover", inp, "--out", out, "--prior", tiny_prior_dir, "--clean", inp, *FAST)
+    assert r.exit_code == 1, r.output  # finished, but a file was skipped
+    assert "broken.png" in r.output and "not a readable image" in r.output
+    assert sorted(p.name for p in (out / "recovered").iterdir()) == ["img0.png", "img1.png", "img2.png"]
+    assert sorted(p.name for p in (out / "mimicked").iterdir()) == ["img0.png", "img1.png", "img2.png"]
+    assert (out / "grid.png").exists()
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["settings"]["method"] == "mimic" and rep["settings"]["prior_sha256"]
+    assert len(rep["images"]) == 3 and all("psnr" in x and "ssim" in x and "group" in x for x in rep["images"])
+    assert rep["skipped"][0]["input"].endswith("broken.png")
+    assert sorted(p.name for p in inp.iterdir()) == before  # nothing written into the input
+    assert not list(out.rglob("*.tmp"))
+    # resume: the finished images are not redone
+    mtime = (out / "recovered" / "img0.png").stat().st_mtime_ns
+    _folder(inp, n=4)  # one new image
+    r = run("recover", inp, "--out", out, "--prior", tiny_prior_dir, *FAST)
+    assert "resuming: 3 image(s)" in r.output
+    assert (out / "recovered" / "img3.png").exists()
+    assert (out / "recovered" / "img0.png").stat().st_mtime_ns == mtime
+    assert len(json.loads((out / "report.json").read_text())["images"]) == 4
+
+
+def test_empty_and_missing_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = run("recover", tmp_path / "empty", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "no images" in r.output and "Traceback" not in r.output
+    r = run("recover", tmp_path / "missing", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "no such folder" in r.output
+
+
+def test_out_inside_input_refused(tmp_path, tiny_prior_dir):
+    inp = _folder(tmp_path / "in")
+    r = run("recover", inp, "--out", inp / "sub", "--prior", tiny_prior_dir, *FAST)
+    assert r.exit_code == 2 and "must not be the input folder" in r.output
+    assert not (inp / "sub").exists()
+
+
+def test_unknown_task_and_prior(tmp_path, tiny_prior_dir):
+    inp = _folder(tmp_path / "in")
+    r = run("recover", inp, "--out", tmp_path / "o", "--task", "nope", "--prior", tiny_prior_dir, *FAST)
+    assert r.exit_code == 2 and "valid: gray_blur" in r.output
+    r = run("recover", inp, "--out", tmp_path / "o", "--prior", "nope", *FAST)
+    assert r.exit_code == 2 and "unknown prior" in r.output
+
+
+def test_corrupt_then_compare(tmp_path, tiny_prior_dir):
+    clean = _folder(tmp_path / "clean", n=2)
+    r = run("corrupt", clean, "--task", "gray_blur", "--out", tmp_path / "obs", "--seed", "0")
+    assert r.exit_code == 0, r.output
+    im = np.asarray(Image.open(tmp_path / "obs" / "img0.png"))
+    assert im.ndim == 2 and im.max() <= 120  # gray, truncated at 120
+    r = run("compare", tmp_path / "obs", "--task", "gray_blur", "--out", tmp_path / "cmp", "--clean", clean,
+            "--prior", tiny_prior_dir, *FAST)
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "cmp" / "metrics.json").read_text())
+    assert {"mimic", "pgd", "gain_psnr_db"} <= set(m)
+    assert (tmp_path / "cmp" / "grid.png").exists()
+    assert (tmp_path / "cmp" / "mimic" / "recovered" / "img0.png").exists()
+    assert (tmp_path / "cmp" / "pgd" / "recovered" / "img1.png").exists()
+    assert "gain" in r.output
+
+
+def test_tasks_and_corruptions_list():
+    r = run("tasks")
+    assert r.exit_code == 0 and "gray_blur" in r.output and "inpainting" in r.output
+    r = run("corruptions")
+    assert "remove_pixel" in r.output
