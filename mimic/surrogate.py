@@ -111,26 +111,36 @@ class BatchedSurrogate(nn.Module):
 
     @torch.no_grad()
     def fit_affine(self, x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor | None = None,
-                   ridge: float = 1e-3) -> None:
-        """Least-squares fit of the affine path ``A x + b`` to y, per group (gated only).
+                   ridge: float = 1e-4) -> None:
+        """Least-squares fit of a gain and an offset per observed channel (gated only).
 
-        x (S, B, C_in, H, W), y (S, B, C_obs, H, W), valid (S, B) weights (0 for padding).
-        Closed form (normal equations, batched over S), so no host-device synchronisation.
+        The affine path becomes ``A = diag(a)`` (C_obs = C_in) or ``a / C_in`` on every input
+        channel (C_obs = 1), ``b`` the offset: a colour-preserving fit that captures negation,
+        contrast and brightness changes without the ill-conditioned full channel mixing
+        (R, G and B of faces are nearly collinear). x (S, B, C_in, H, W), y (S, B, C_obs, H, W),
+        valid (S, B) weights (0 for padding). Closed form, batched over S, no host sync.
         """
         if self.kind != "gated":
             return
         S, B, C, H, W = x.shape
+        co = y.shape[2]
+        feat = x if co == C else x.mean(dim=2, keepdim=True).expand(S, B, co, H, W)  # (S, B, C_obs, H, W)
         w = torch.ones(S, B, device=x.device) if valid is None else valid.to(x)
-        w = w[:, :, None].expand(S, B, H * W).reshape(S, -1, 1)  # (S, P, 1)
-        X = x.permute(0, 1, 3, 4, 2).reshape(S, -1, C)  # (S, P, C_in)
-        X = torch.cat([X, torch.ones_like(X[..., :1])], dim=-1)  # (S, P, C_in+1)
-        Y = y.permute(0, 1, 3, 4, 2).reshape(S, -1, y.shape[2])  # (S, P, C_obs)
-        n = w.sum(1, keepdim=True).clamp(min=1)  # (S, 1, 1)
-        XtX = (X * w).transpose(1, 2) @ X / n
-        XtY = (X * w).transpose(1, 2) @ Y / n
-        sol = torch.linalg.solve(XtX + ridge * torch.eye(C + 1, device=x.device), XtY)  # (S, C_in+1, C_obs)
-        self.A.copy_(sol[:, :C].transpose(1, 2))
-        self.bA.copy_(sol[:, C])
+        w = w[:, :, None, None, None]
+        n = (w.sum(1) * H * W).clamp(min=1)[:, :, None, None]  # (S, 1, 1, 1) -> broadcast per channel
+        dims = (1, 3, 4)
+        mx = (feat * w).sum(dims) / n.view(S, 1)  # (S, C_obs)
+        my = (y * w).sum(dims) / n.view(S, 1)
+        cx = feat - mx[:, None, :, None, None]
+        cy = y - my[:, None, :, None, None]
+        var = (cx * cx * w).sum(dims) / n.view(S, 1)
+        cov = (cx * cy * w).sum(dims) / n.view(S, 1)
+        gain = cov / (var + ridge)  # (S, C_obs)
+        self.bA.copy_(my - gain * mx)
+        if co == C:
+            self.A.copy_(torch.diag_embed(gain))
+        else:
+            self.A.copy_(gain[:, :, None].expand(S, co, C) / C)
 
 
 def make_surrogate(kind, groups, in_channels, out_channels, size, **kw) -> BatchedSurrogate:

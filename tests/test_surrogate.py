@@ -61,6 +61,12 @@ def test_fit_affine_recovers_negation():
     f.fit_affine(x, y)
     assert torch.allclose(f.A, -0.5 * torch.eye(3).expand(2, 3, 3), atol=1e-2)
     assert torch.allclose(f(x), y, atol=1e-2)
+    # one observed channel: a gain on the channel mean
+    f1 = BatchedSurrogate("gated", 2, 3, 1, 16)
+    y1 = 0.8 * x.mean(2, keepdim=True) - 0.1
+    f1.fit_affine(x, y1)
+    assert torch.allclose(f1.A, torch.full((2, 1, 3), 0.8 / 3), atol=1e-2)
+    assert torch.allclose(f1(x), y1, atol=1e-2)
 
 
 def test_unknown_kind():

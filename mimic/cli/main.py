@@ -253,6 +253,37 @@ def train_classifier_cmd(data, out, epochs, device, seed):
     click.echo(f"test accuracy {s['test_accuracy']:.2f}% -> {out}")
 
 
+@cli.command("prior-report")
+@click.argument("name")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Folder of clean images (default: the prior's held-out split).")
+@click.option("--n", default=200, show_default=True, help="Held-out images to project.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write the figures as JSON.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--no-card", is_flag=True, help="Do not write the figures into the model card.")
+@handle_errors
+def prior_report_cmd(name, data, n, json_path, device, no_card):
+    """Measure a prior's quality figures (projection PSNR/SSIM, D sanity) and write its model card."""
+    from ..api import resolve_device
+    from ..io import save_json
+    from ..priors import list_priors, load_classifier
+    from ..priors.report import prior_report
+
+    dev = resolve_device(device)
+    clf = None
+    if name.startswith("fmnist") and "fmnist_classifier" in list_priors():
+        clf = load_classifier("fmnist_classifier", device=dev)
+    q = prior_report(name, data=data, n=n, device=str(dev), write_card=not no_card, classifier=clf,
+                     groups_per_call=8 if dev.type == "cuda" else 2)
+    t = __import__("rich.table", fromlist=["Table"]).Table(title=f"prior {name}")
+    t.add_column("figure")
+    t.add_column("value")
+    for k, v in q.items():
+        t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    _console().print(t)
+    if json_path:
+        save_json(json_path, q)
+
+
 def main():
     cli(prog_name="mimic")
 
