@@ -16,9 +16,10 @@ Algorithm (MimicGAN, Anirudh et al., Algorithm 1) with this project's engineered
 defaults (see ``docs/TUNING.md`` for the evidence):
 
     z <- z0 (mean of 1000 draws of U(-1,1)), for every observation
-    f <- surrogate (identity-started "gated" by default; affine path fitted in closed form)
-    warm start: ``warm_steps`` projected RMSProp steps on z with f's affine path refitted
-                every ``refit_every`` steps (f's convolutions and mask stay at identity)
+    f <- surrogate (identity-started "gated" by default), one copy per candidate start
+         (identity, negated identity)
+    warm start: ``warm_steps`` projected RMSProp steps on z through the initial f; each group
+                keeps the candidate start with the lowest L_obs
     for t in 1..T:
         T1 RMSProp steps on f's weights with x = G(z) fixed     (L_obs + lam_I ||f(x) - x||)
         T2 RMSProp steps on z, each followed by z <- clip(z, -1, 1)   (L_obs + lam_adv L_adv + lam_I L_I)
@@ -50,14 +51,15 @@ class MimicConfig:
     rms_alpha: float = 0.9  # RMSProp decay of the squared-gradient average (TensorFlow's default)
     rms_eps: float = 1e-8  # RMSProp epsilon
     # --- schedule (not published by the paper; chosen on validation faces) ---
-    warm_steps: int = 200  # latent steps before the alternation (affine surrogate path refitted)
-    refit_every: int = 25  # refit the surrogate's affine path in closed form every this many warm steps (0: never)
+    warm_steps: int = 200  # latent steps through the initial surrogate before the alternation
     T: int = 10  # outer iterations of the alternation
     T1: int = 25  # surrogate steps per outer iteration
     T2: int = 20  # latent steps per outer iteration
     # --- surrogate ---
     surrogate: str = "gated"  # "gated" (identity-started), "paper" (random init) or "identity"
-    affine_init: str = "lstsq"  # gated only: "lstsq" (closed-form fit at z0) or "identity"
+    inits: tuple = ("identity", "negated")  # gated only: candidate starts of the affine path; after the
+    #   warm start each group keeps the candidate with the lowest L_obs (intensity inversion is a common
+    #   corruption that an identity start cannot reach with small steps)
     last: str = "relu"  # paper surrogate's last activation: "relu" or "tanh" (occlusion, inpainting)
     hidden: int = 16  # surrogate convolution width
     # --- starts ---
@@ -86,6 +88,7 @@ class SolveOutput:
     surrogate : the trained BatchedSurrogate (S groups)
     history : dict name -> (T+1, S) CPU tensor of group means per outer iteration (0 = after warm start)
     lr_scale : (S,) step scale each group ended with (< 1 after a divergence restart)
+    init : list of str, per group the surrogate start it kept ("identity", "negated", "paper")
     restarted : list of group indices that diverged and were restarted with a smaller step
     """
 
@@ -97,6 +100,7 @@ class SolveOutput:
     history: dict
     lr_scale: torch.Tensor
     restarted: list = field(default_factory=list)
+    init: list = field(default_factory=list)
 
 
 def z_init(nz: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -187,6 +191,8 @@ def _diverged(out: SolveOutput) -> torch.Tensor:
 def _merge(out: SolveOutput, sub: SolveOutput, idx: torch.Tensor) -> None:
     for name in ("x", "fx", "z", "obs_loss", "lr_scale"):
         getattr(out, name)[idx.to(out.x.device)] = getattr(sub, name)
+    for j, i in enumerate(idx.tolist()):
+        out.init[i] = sub.init[j]
     with torch.no_grad():
         for (n, p), (_, q) in zip(out.surrogate.named_parameters(), sub.surrogate.named_parameters()):
             p[idx.to(p.device)] = q
@@ -207,10 +213,23 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale) -> S
     lam_adv = cfg.lam_adv
     use_D = lam_adv != 0.0
 
+    # candidate starts: K copies of every group, candidate k of group s at k * S0 + s
+    kind = "identity" if pgd else cfg.surrogate
+    K = len(cfg.inits) if kind == "gated" else 1
+    if K > 1 or (kind == "gated" and cfg.inits != ("identity",)):
+        bad = set(cfg.inits) - {"identity", "negated"}
+        if bad or len(set(cfg.inits)) != len(cfg.inits):
+            raise ValueError(f"inits must be distinct values of ('identity', 'negated'), got {cfg.inits}")
+    S0 = S
+    S = K * S0
+    y, valid, lr_scale = y.repeat(K, 1, 1, 1, 1), valid.repeat(K, 1), lr_scale.repeat(K)
     # latent codes: all start at z0 (the paper's initialisation)
-    z = z_init(nz, generator).to(device).expand(S, B, nz).clone().requires_grad_(True)  # (S, B, nz)
-    surrogate = BatchedSurrogate("identity" if pgd else cfg.surrogate, S, cin, cobs, H, last=cfg.last,
-                                 hidden=cfg.hidden, generator=generator).to(device)
+    z = z_init(nz, generator).to(device).expand(S, B, nz).clone().requires_grad_(True)  # (K*S0, B, nz)
+    surrogate = BatchedSurrogate(kind, S, cin, cobs, H, last=cfg.last, hidden=cfg.hidden,
+                                 generator=generator).to(device)
+    if kind == "gated":
+        neg = torch.tensor([cfg.inits[k] == "negated" for k in range(K) for _ in range(S0)], device=device)
+        surrogate.negate(neg)
     s_params = [p for p in surrogate.parameters()]
     z_state = torch.zeros_like(z)
     s_states = [torch.zeros_like(p) for p in s_params]
@@ -252,16 +271,24 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale) -> S
         with torch.no_grad():
             rmsprop_step(s_params, grads, s_states, cfg.lr_s, lr_scale, cfg.rms_alpha, cfg.rms_eps)
 
-    # --- warm start: latent steps, the surrogate's affine path refitted in closed form ---
-    refit = (not pgd) and cfg.surrogate == "gated" and cfg.affine_init == "lstsq"
-    if refit:
-        with torch.no_grad():
-            surrogate.fit_affine(gen(z), y, valid)
-    for i in range(cfg.warm_steps):
-        if refit and cfg.refit_every and i > 0 and i % cfg.refit_every == 0:
-            with torch.no_grad():
-                surrogate.fit_affine(gen(z), y, valid)
+    # --- warm start: latent steps through each candidate initial surrogate, keep the best per group ---
+    for _ in range(cfg.warm_steps):
         latent_step(cfg.lr_warm)
+    if K > 1:
+        with torch.no_grad():
+            l_obs = _obs_l1(y, f(gen(z)))  # (K*S, B)
+            per = ((l_obs * valid).sum(1) / valid.sum(1).clamp(min=1)).reshape(K, S0)
+            idx = per.argmin(0) * S0 + torch.arange(S0, device=device)  # (S0,) winning candidate of each group
+        S = S0
+        y, valid, lr_scale = y[idx], valid[idx], lr_scale[idx]
+        z = z.detach()[idx].clone().requires_grad_(True)
+        z_state = z_state[idx].clone()
+        surrogate = surrogate.select(idx)
+        s_params = list(surrogate.parameters())
+        s_states = [torch.zeros_like(p) for p in s_params]
+        chosen_init = (idx // S0).cpu()
+    else:
+        chosen_init = torch.zeros(S0, dtype=torch.long)
 
     def evaluate():
         with torch.no_grad():
@@ -289,4 +316,5 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale) -> S
 
     history = {k: torch.stack(v).cpu() for k, v in hist.items()}  # (T+1, S)
     return SolveOutput(x=x.detach(), fx=fx.detach(), z=z.detach(), obs_loss=l_obs.detach(), surrogate=surrogate,
-                       history=history, lr_scale=lr_scale.clone())
+                       history=history, lr_scale=lr_scale.clone(),
+                       init=[cfg.inits[int(k)] if kind == "gated" else kind for k in chosen_init])

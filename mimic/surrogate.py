@@ -14,11 +14,12 @@ Kinds
     Conv5x5(16->C_obs)+ReLU (TanH with ``last="tanh"``), an elementwise mask
     (C_obs, H, W) and TanH. Random (DCGAN) initialisation, mask at 1.
 ``gated``
-    Starts at (affine) identity: ``f(x) = m * (A x + b + r(x))`` with ``A x + b`` a
-    1x1 convolution (the affine colour path, initialised to identity, or to the
-    channel mean for C_obs = 1 < C_in), ``r`` the paper's three 5x5 convolutions with
-    the last one at zero, and ``m`` an elementwise mask (C_obs, H, W) at 1 that can
-    switch destroyed regions off. Output clipped to [-1, 1].
+    Starts at identity: ``f(x) = m * (A x + b + r(x))`` with ``A x + b`` a 1x1
+    convolution (the affine colour path, initialised to identity, or to the channel
+    mean for C_obs = 1 < C_in; ``negate`` flips it for the inverted-intensity start),
+    ``r`` the paper's three 5x5 convolutions with the last one at zero, and ``m`` an
+    elementwise mask (C_obs, H, W) at 1 that can switch destroyed regions off. Output
+    clipped to [-1, 1].
 ``identity``
     No parameters: ``f(x) = x`` (plain GAN-prior inversion, PGD). A 1-channel
     observation is compared with every channel of ``x`` by broadcasting.
@@ -110,37 +111,23 @@ class BatchedSurrogate(nn.Module):
         return (self.mask[:, None] * (lin + r)).clamp(-1, 1)
 
     @torch.no_grad()
-    def fit_affine(self, x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor | None = None,
-                   ridge: float = 1e-4) -> None:
-        """Least-squares fit of a gain and an offset per observed channel (gated only).
-
-        The affine path becomes ``A = diag(a)`` (C_obs = C_in) or ``a / C_in`` on every input
-        channel (C_obs = 1), ``b`` the offset: a colour-preserving fit that captures negation,
-        contrast and brightness changes without the ill-conditioned full channel mixing
-        (R, G and B of faces are nearly collinear). x (S, B, C_in, H, W), y (S, B, C_obs, H, W),
-        valid (S, B) weights (0 for padding). Closed form, batched over S, no host sync.
-        """
+    def negate(self, which: torch.Tensor) -> None:
+        """Flip the sign of the affine path of the groups where ``which`` (S,) is true (gated only)."""
         if self.kind != "gated":
-            return
-        S, B, C, H, W = x.shape
-        co = y.shape[2]
-        feat = x if co == C else x.mean(dim=2, keepdim=True).expand(S, B, co, H, W)  # (S, B, C_obs, H, W)
-        w = torch.ones(S, B, device=x.device) if valid is None else valid.to(x)
-        w = w[:, :, None, None, None]
-        n = (w.sum(1) * H * W).clamp(min=1)[:, :, None, None]  # (S, 1, 1, 1) -> broadcast per channel
-        dims = (1, 3, 4)
-        mx = (feat * w).sum(dims) / n.view(S, 1)  # (S, C_obs)
-        my = (y * w).sum(dims) / n.view(S, 1)
-        cx = feat - mx[:, None, :, None, None]
-        cy = y - my[:, None, :, None, None]
-        var = (cx * cx * w).sum(dims) / n.view(S, 1)
-        cov = (cx * cy * w).sum(dims) / n.view(S, 1)
-        gain = cov / (var + ridge)  # (S, C_obs)
-        self.bA.copy_(my - gain * mx)
-        if co == C:
-            self.A.copy_(torch.diag_embed(gain))
-        else:
-            self.A.copy_(gain[:, :, None].expand(S, co, C) / C)
+            raise ValueError("only the gated surrogate has an affine path to negate")
+        sign = 1.0 - 2.0 * which.to(self.A.dtype)
+        self.A.mul_(sign.view(-1, 1, 1))
+        self.bA.mul_(sign.view(-1, 1))
+
+    @torch.no_grad()
+    def select(self, idx: torch.Tensor) -> "BatchedSurrogate":
+        """A new surrogate holding groups ``idx`` (a gather along the group axis)."""
+        new = BatchedSurrogate.__new__(BatchedSurrogate)
+        nn.Module.__init__(new)
+        new.kind, new.S, new.cin, new.cout, new.last = self.kind, len(idx), self.cin, self.cout, self.last
+        for n, p in self.named_parameters():
+            setattr(new, n, nn.Parameter(p[idx].clone()))
+        return new
 
 
 def make_surrogate(kind, groups, in_channels, out_channels, size, **kw) -> BatchedSurrogate:

@@ -4,7 +4,7 @@ import torch
 from mimic.engine import MimicConfig, solve
 from mimic.priors import load_prior
 
-FAST = MimicConfig(warm_steps=4, refit_every=2, T=2, T1=3, T2=3, lam_adv=1e-4, lam_I=0.1, lr_s=1e-3, lr_g=1e-2)
+FAST = MimicConfig(warm_steps=4, T=2, T1=3, T2=3, lam_adv=1e-4, lam_I=0.1, lr_s=1e-3, lr_g=1e-2)
 
 
 @pytest.fixture(scope="module")

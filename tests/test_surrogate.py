@@ -54,19 +54,15 @@ def test_groups_are_independent(kind):
         assert torch.allclose(g(x[s : s + 1]), y[s : s + 1], atol=1e-5)
 
 
-def test_fit_affine_recovers_negation():
-    f = BatchedSurrogate("gated", 2, 3, 3, 16)
-    x = _x(S=2)
-    y = -0.5 * x + 0.1
-    f.fit_affine(x, y)
-    assert torch.allclose(f.A, -0.5 * torch.eye(3).expand(2, 3, 3), atol=1e-2)
-    assert torch.allclose(f(x), y, atol=1e-2)
-    # one observed channel: a gain on the channel mean
-    f1 = BatchedSurrogate("gated", 2, 3, 1, 16)
-    y1 = 0.8 * x.mean(2, keepdim=True) - 0.1
-    f1.fit_affine(x, y1)
-    assert torch.allclose(f1.A, torch.full((2, 1, 3), 0.8 / 3), atol=1e-2)
-    assert torch.allclose(f1(x), y1, atol=1e-2)
+def test_negate_and_select():
+    f = BatchedSurrogate("gated", 3, 3, 3, 16, generator=torch.Generator().manual_seed(0))
+    x = _x() * 0.9
+    f.negate(torch.tensor([False, True, False]))
+    y = f(x)
+    assert torch.allclose(y[0], x[0], atol=1e-6) and torch.allclose(y[1], -x[1], atol=1e-6)
+    g = f.select(torch.tensor([1, 1, 2]))
+    assert g.S == 3 and torch.allclose(g(x), torch.stack([-x[0], -x[1], x[2]]), atol=1e-6)
+    assert sorted(n for n, _ in g.named_parameters()) == sorted(n for n, _ in f.named_parameters())
 
 
 def test_unknown_kind():
