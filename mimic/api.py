@@ -186,7 +186,7 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
                 fxu = to_uint8(fx[s, :k])
                 for j, i in enumerate(g):
                     mimicked[i] = fxu[j]
-                surrogates[gi] = {"kind": out.surrogate.kind, "in_channels": C, "out_channels": cobs,
+                surrogates[gi] = {"kind": out.surrogate.kind, "init": out.init[s], "in_channels": C, "out_channels": cobs,
                                   "state_dict": _group_state(out.surrogate, s)}
                 history[gi] = {kk: v[:, s].tolist() for kk, v in out.history.items()}
                 if s in out.restarted:

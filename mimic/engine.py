@@ -126,9 +126,9 @@ def _obs_l1(y: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
     return (y - fx).abs().mean(dim=(2, 3, 4))
 
 
-def losses(y, x, fx, logits, cfg: MimicConfig):
+def losses(y, x, fx, logits, cfg: MimicConfig, obs=_obs_l1):
     """Per-image losses (S, B): L_obs, L_adv, L_I (see module docstring)."""
-    l_obs = _obs_l1(y, fx)
+    l_obs = obs(y, fx)
     l_adv = -F.softplus(logits) if logits is not None else torch.zeros_like(l_obs)
     if cfg.lam_I:
         l_id = _obs_l1(y, x) + (fx - x).abs().mean(dim=(2, 3, 4))
@@ -146,6 +146,7 @@ def _identity_view(x: torch.Tensor, cobs: int, mode: str) -> torch.Tensor:
 
 def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", valid: torch.Tensor | None = None,
           generator: torch.Generator | None = None, callback: Callable | None = None,
+          operator: Callable | None = None, weight: torch.Tensor | None = None,
           max_retries: int = 3) -> SolveOutput:
     """Recover S groups of B observations at once.
 
@@ -164,10 +165,17 @@ def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", val
         CPU generator for z's restarts and the surrogate's initialisation.
     callback : callable(t, x, fx, out_history), optional
         Called after the warm start (t = 0) and each outer iteration with detached tensors.
+    operator : callable, optional
+        Not blind: with ``method="pgd"``, f is this known operator, (N, C, H, W) -> (N, C_obs, H, W),
+        instead of the identity (the oracle baseline).
+    weight : Tensor, optional
+        Not blind: per-pixel weights of L_obs broadcastable to (S, B, C_obs, H, W) (1 where the
+        observation is informative, 0 where the corruption destroyed it).
     """
     with torch.enable_grad():
+        known = (operator, weight)
         out = _solve_once(G, D, y, cfg, method, valid, generator, callback,
-                          torch.ones(y.shape[0], device=y.device))
+                          torch.ones(y.shape[0], device=y.device), known)
         retries = 0
         bad = _diverged(out)
         restarted = []
@@ -175,8 +183,9 @@ def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", val
             retries += 1
             restarted = sorted(set(restarted) | set(bad.tolist()))
             # restart only the diverged groups, with half their step
+            wb = weight[bad] if weight is not None and weight.shape[0] == y.shape[0] else weight
             sub = _solve_once(G, D, y[bad], cfg, method, None if valid is None else valid[bad], generator, None,
-                              out.lr_scale[bad] * 0.5)
+                              out.lr_scale[bad] * 0.5, (operator, wb))
             _merge(out, sub, bad)
             bad = _diverged(out)
         out.restarted = restarted
@@ -200,7 +209,7 @@ def _merge(out: SolveOutput, sub: SolveOutput, idx: torch.Tensor) -> None:
         v[:, idx] = sub.history[k]
 
 
-def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale) -> SolveOutput:
+def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, known=(None, None)) -> SolveOutput:
     if method not in ("mimic", "pgd"):
         raise ValueError(f"unknown method {method!r}; valid: mimic, pgd")
     device = y.device
@@ -237,8 +246,20 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale) -> S
     def gen(zz):
         return G(zz.reshape(S * B, nz)).reshape(S, B, cin, H, W)  # (S*B, C, H, W) -> (S, B, C, H, W)
 
+    operator, weight = known
+    if operator is not None and not pgd:
+        raise ValueError("a known operator is only used with method='pgd' (the oracle)")
+
     def f(x):
+        if operator is not None:
+            return operator(x.reshape(S * B, cin, H, W)).reshape(S, B, cobs, H, W)
         return _identity_view(x, cobs, cfg.pgd_one_channel) if pgd else surrogate(x)
+
+    def obs_l1(yy, fx):  # L_obs per image, weighted by the known mask for the oracle
+        if weight is None:
+            return _obs_l1(yy, fx)
+        w = weight.to(yy)
+        return ((yy - fx).abs() * w).mean(dim=(2, 3, 4)) / w.mean(dim=(2, 3, 4)).clamp(min=1e-6)
 
     hist = {k: [] for k in ("obs", "adv", "ident", "total")}
 
@@ -253,7 +274,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale) -> S
         x = gen(z)
         fx = f(x)
         logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B) if use_D else None
-        l_obs, l_adv, l_id = losses(y, x, fx, logits, replace(cfg, lam_I=lam_I))
+        l_obs, l_adv, l_id = losses(y, x, fx, logits, replace(cfg, lam_I=lam_I), obs_l1)
         loss = ((l_obs + lam_adv * l_adv + lam_I * l_id) * valid).sum()
         (g,) = torch.autograd.grad(loss, [z])
         with torch.no_grad():
@@ -276,7 +297,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale) -> S
         latent_step(cfg.lr_warm)
     if K > 1:
         with torch.no_grad():
-            l_obs = _obs_l1(y, f(gen(z)))  # (K*S, B)
+            l_obs = obs_l1(y, f(gen(z)))  # (K*S, B)
             per = ((l_obs * valid).sum(1) / valid.sum(1).clamp(min=1)).reshape(K, S0)
             idx = per.argmin(0) * S0 + torch.arange(S0, device=device)  # (S0,) winning candidate of each group
         S = S0
@@ -295,7 +316,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale) -> S
             x = gen(z)
             fx = f(x)
             logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B)
-            l_obs, l_adv, l_id = losses(y, x, fx, logits, replace(cfg, lam_I=lam_I))
+            l_obs, l_adv, l_id = losses(y, x, fx, logits, replace(cfg, lam_I=lam_I), obs_l1)
             record(l_obs, l_adv, l_id)
             return x, fx, l_obs
 

@@ -20,6 +20,10 @@ Kinds
     ``r`` the paper's three 5x5 convolutions with the last one at zero, and ``m`` an
     elementwise mask (C_obs, H, W) at 1 that can switch destroyed regions off. Output
     clipped to [-1, 1].
+``fmnist``
+    The paper's Fashion-MNIST surrogate: Conv5x5(C_in->16)+ReLU, Conv5x5(16->C_obs)+ReLU,
+    an elementwise mask, plus a learned elementwise weight W (C_obs, H, W) times the
+    input (a skip connection, W at 1). Random initialisation of the convolutions.
 ``identity``
     No parameters: ``f(x) = x`` (plain GAN-prior inversion, PGD). A 1-channel
     observation is compared with every channel of ``x`` by broadcasting.
@@ -34,7 +38,7 @@ from torch import nn
 
 __all__ = ["BatchedSurrogate", "make_surrogate", "SURROGATES"]
 
-SURROGATES = ("gated", "paper", "identity")
+SURROGATES = ("gated", "paper", "fmnist", "identity")
 
 
 def _gconv(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, groups: int) -> torch.Tensor:
@@ -79,7 +83,14 @@ class BatchedSurrogate(nn.Module):
             return (torch.rand(co, ci, k, k, generator=generator) * 2 - 1) * bound
 
         # group s's initial weights do not depend on how many groups are batched with it
-        ws = [(w(h, in_channels), w(h, h), w(out_channels, h)) for _ in range(S)]
+        ws = [(w(h, in_channels), w(h, h), w(out_channels, h)) for _ in range(S)] if kind != "fmnist" else None
+        if kind == "fmnist":
+            ws = [(w(h, in_channels), w(out_channels, h)) for _ in range(S)]
+            self.w1, self.b1 = nn.Parameter(torch.stack([a for a, _ in ws])), nn.Parameter(torch.zeros(S, h))
+            self.w2, self.b2 = nn.Parameter(torch.stack([b for _, b in ws])), nn.Parameter(torch.zeros(S, out_channels))
+            self.mask = nn.Parameter(torch.ones(S, out_channels, size, size))
+            self.skip = nn.Parameter(torch.ones(S, out_channels, size, size))
+            return
         self.w1, self.b1 = nn.Parameter(torch.stack([a for a, _, _ in ws])), nn.Parameter(torch.zeros(S, h))
         self.w2, self.b2 = nn.Parameter(torch.stack([b for _, b, _ in ws])), nn.Parameter(torch.zeros(S, h))
         self.w3, self.b3 = nn.Parameter(torch.stack([c for _, _, c in ws])), nn.Parameter(torch.zeros(S, out_channels))
@@ -100,6 +111,11 @@ class BatchedSurrogate(nn.Module):
         if self.kind == "identity":
             return x
         h = x.transpose(0, 1).reshape(B, S * C, H, W)  # (S, B, C, H, W) -> (B, S*C, H, W)
+        if self.kind == "fmnist":
+            r = F.relu(_gconv(F.relu(_gconv(h, self.w1, self.b1, S)), self.w2, self.b2, S))
+            r = r.reshape(B, S, self.cout, H, W).transpose(0, 1)  # (B, S*C_obs, H, W) -> (S, B, C_obs, H, W)
+            skip = x if C == self.cout else x.mean(2, keepdim=True)
+            return self.mask[:, None] * r + self.skip[:, None] * skip
         r = F.relu(_gconv(h, self.w1, self.b1, S))
         r = F.relu(_gconv(r, self.w2, self.b2, S))
         r = _gconv(r, self.w3, self.b3, S)  # (B, S*C_obs, H, W)

@@ -8,7 +8,7 @@ def _x(S=3, B=4, C=3, H=16, g=0):
     return torch.rand(S, B, C, H, H, generator=torch.Generator().manual_seed(g)) * 2 - 1
 
 
-@pytest.mark.parametrize("kind", ["gated", "paper", "identity"])
+@pytest.mark.parametrize("kind", ["gated", "paper", "fmnist", "identity"])
 @pytest.mark.parametrize("cobs", [1, 3])
 def test_shapes(kind, cobs, device):
     f = BatchedSurrogate(kind, 3, 3, cobs, 16).to(device)
@@ -26,7 +26,7 @@ def test_gated_starts_at_identity():
     assert torch.allclose(f1(x[:2]), x[:2].mean(2, keepdim=True), atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["gated", "paper"])
+@pytest.mark.parametrize("kind", ["gated", "paper", "fmnist"])
 def test_gradients_reach_every_parameter(kind):
     f = BatchedSurrogate(kind, 2, 3, 3, 16, generator=torch.Generator().manual_seed(0))
     if kind == "gated":
@@ -39,7 +39,7 @@ def test_gradients_reach_every_parameter(kind):
         assert p.grad.abs().sum() > 0, n
 
 
-@pytest.mark.parametrize("kind", ["gated", "paper"])
+@pytest.mark.parametrize("kind", ["gated", "paper", "fmnist"])
 def test_groups_are_independent(kind):
     """Group s of a batched surrogate equals a one-group surrogate with group s's weights."""
     f = BatchedSurrogate(kind, 3, 3, 1, 16, generator=torch.Generator().manual_seed(0))

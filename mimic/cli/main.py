@@ -284,6 +284,41 @@ def prior_report_cmd(name, data, n, json_path, device, no_card):
         save_json(json_path, q)
 
 
+@cli.group()
+def bench():
+    """Benchmarks that print a table (and write JSON with --out)."""
+
+
+@bench.command("speed")
+@click.option("--prior", default="celeba64", show_default=True)
+@click.option("--task", default="gray_blur", show_default=True)
+@click.option("--groups", default="1,4", show_default=True, help="Comma-separated numbers of groups of 25 to batch.")
+@click.option("--device", "devices", multiple=True, type=click.Choice(["cpu", "cuda"]), help="Default: cpu and cuda when present.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write speed.json here.")
+@handle_errors
+def bench_speed_cmd(prior, task, groups, devices, out):
+    """Seconds per outer iteration, images/s of the default schedule, speed-up over a per-group loop."""
+    from rich.table import Table
+
+    from ..bench.speed import bench_speed
+    from ..io import save_json
+
+    rows = bench_speed(prior=prior, task=task, devices=list(devices) or None,
+                       groups=tuple(int(g) for g in groups.split(",")))
+    t = Table(title=f"engine speed ({task}, default schedule, groups of 25)")
+    for c in ("device", "groups", "images", "s / warm step", "s / outer it.", "s default schedule", "images/s",
+              "loop s / outer it.", "speed-up vs loop"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(r["device"], str(r["groups"]), str(r["images"]), f"{r['sec_per_warm_step']:.3f}",
+                  f"{r['sec_per_outer_iteration']:.2f}", f"{r['sec_default_schedule']:.1f}", f"{r['images_per_sec']:.2f}",
+                  f"{r['loop_sec_per_outer_iteration']:.2f}" if "speedup_vs_loop" in r else "-",
+                  f"{r['speedup_vs_loop']:.2f}x" if "speedup_vs_loop" in r else "-")
+    _console().print(t)
+    if out:
+        save_json(Path(out) / "speed.json", {"results": rows, "torch": __import__("torch").__version__})
+
+
 def main():
     cli(prog_name="mimic")
 

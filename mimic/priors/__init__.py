@@ -139,6 +139,7 @@ def load_prior(name_or_path="celeba64", *, device="cpu") -> Prior:
     for m in (G, D):
         m.eval()
         m.requires_grad_(False)
+        m.to(memory_format=torch.channels_last)  # faster convolutions (CPU and GPU); outputs unchanged
     return Prior(name=name, G=G, D=D, nz=cfg.get("nz", 100), channels=nc, resolution=res, path=str(folder),
                  sha256=sums, card=card).to(device)
 
