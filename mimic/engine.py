@@ -192,9 +192,12 @@ def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", val
         return out
 
 
-def _diverged(out: SolveOutput) -> torch.Tensor:
+def _diverged(out: SolveOutput, blowup: float = 1.5) -> torch.Tensor:
+    """Groups with non-finite results, or whose L_obs ended above ``blowup`` x its value after the warm start."""
     ok = torch.isfinite(out.x).flatten(1).all(1) & torch.isfinite(out.obs_loss).all(1)
-    return (~ok).nonzero().flatten().cpu()
+    h = out.history["obs"]  # (T+1, S), CPU
+    ok = ok.cpu() & ~(h[-1] > blowup * h[0])
+    return (~ok).nonzero().flatten()
 
 
 def _merge(out: SolveOutput, sub: SolveOutput, idx: torch.Tensor) -> None:
