@@ -34,7 +34,8 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     arr = np.asarray(images)
     if arr.ndim == 3:
         arr = arr[..., None]
-    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float()  # (N,H,W,C)->(N,C,H,W)
+    arr = np.ascontiguousarray(arr) if arr.flags.writeable else np.array(arr)
+    t = torch.from_numpy(arr).permute(0, 3, 1, 2).float()  # (N,H,W,C)->(N,C,H,W)
     return t / 127.5 - 1.0
 
 
