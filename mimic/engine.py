@@ -147,7 +147,7 @@ def _identity_view(x: torch.Tensor, cobs: int, mode: str) -> torch.Tensor:
 def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", valid: torch.Tensor | None = None,
           generator: torch.Generator | None = None, callback: Callable | None = None,
           operator: Callable | None = None, weight: torch.Tensor | None = None,
-          max_retries: int = 3) -> SolveOutput:
+          max_retries: int = 3, _z_start: torch.Tensor | None = None) -> SolveOutput:
     """Recover S groups of B observations at once.
 
     Parameters
@@ -172,10 +172,31 @@ def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", val
         Not blind: per-pixel weights of L_obs broadcastable to (S, B, C_obs, H, W) (1 where the
         observation is informative, 0 where the corruption destroyed it).
     """
+    R = cfg.restarts
+    if R > 1:
+        # restarts: every observation R times along the batch axis (copy r of image b at r * B + b); the
+        # first copy starts at z0, the others at U(-1, 1); each image keeps its copy with the lowest L_obs
+        S, B = y.shape[:2]
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        z_start = torch.cat([z_init(G.nz, g).expand(S, B, G.nz),
+                             torch.rand(S, (R - 1) * B, G.nz, generator=g) * 2 - 1], dim=1).to(y.device)
+        vr = None if valid is None else valid.repeat(1, R)
+        wr = weight.repeat(1, R, 1, 1, 1) if weight is not None and weight.ndim == 5 and weight.shape[1] == B else weight
+        out = solve(G, D, y.repeat(1, R, 1, 1, 1), cfg.replace(restarts=1), method=method, valid=vr,
+                    generator=generator, callback=callback, operator=operator, weight=wr, max_retries=max_retries,
+                    _z_start=z_start)
+        best = out.obs_loss.reshape(S, R, B).argmin(1)  # (S, B)
+        idx = (best * B + torch.arange(B, device=best.device)).to(out.x.device)  # (S, B) index into R*B
+
+        def pick(t):
+            return torch.gather(t, 1, idx.view(S, B, *([1] * (t.ndim - 2))).expand(S, B, *t.shape[2:]))
+
+        out.x, out.fx, out.z, out.obs_loss = pick(out.x), pick(out.fx), pick(out.z), pick(out.obs_loss)
+        return out
     with torch.enable_grad():
         known = (operator, weight)
         out = _solve_once(G, D, y, cfg, method, valid, generator, callback,
-                          torch.ones(y.shape[0], device=y.device), known)
+                          torch.ones(y.shape[0], device=y.device), known, _z_start)
         retries = 0
         bad = _diverged(out)
         restarted = []
@@ -185,7 +206,8 @@ def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", val
             # restart only the diverged groups, with half their step
             wb = weight[bad] if weight is not None and weight.shape[0] == y.shape[0] else weight
             sub = _solve_once(G, D, y[bad], cfg, method, None if valid is None else valid[bad], generator, None,
-                              out.lr_scale[bad] * 0.5, (operator, wb))
+                              out.lr_scale[bad] * 0.5, (operator, wb),
+                              None if _z_start is None else _z_start[bad.to(_z_start.device)])
             _merge(out, sub, bad)
             bad = _diverged(out)
         out.restarted = restarted
@@ -212,7 +234,8 @@ def _merge(out: SolveOutput, sub: SolveOutput, idx: torch.Tensor) -> None:
         v[:, idx] = sub.history[k]
 
 
-def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, known=(None, None)) -> SolveOutput:
+def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, known=(None, None),
+                z_start=None) -> SolveOutput:
     if method not in ("mimic", "pgd"):
         raise ValueError(f"unknown method {method!r}; valid: mimic, pgd")
     device = y.device
@@ -236,7 +259,8 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
     S = K * S0
     y, valid, lr_scale = y.repeat(K, 1, 1, 1, 1), valid.repeat(K, 1), lr_scale.repeat(K)
     # latent codes: all start at z0 (the paper's initialisation)
-    z = z_init(nz, generator).to(device).expand(S, B, nz).clone().requires_grad_(True)  # (K*S0, B, nz)
+    z0 = z_init(nz, generator).to(device).expand(S0, B, nz) if z_start is None else z_start.to(device)
+    z = z0.repeat(K, 1, 1).clone().requires_grad_(True)  # (K*S0, B, nz)
     surrogate = BatchedSurrogate(kind, S, cin, cobs, H, last=cfg.last, hidden=cfg.hidden,
                                  generator=generator).to(device)
     if kind == "gated":

@@ -147,3 +147,14 @@ def test_oracle_weight_ignores_destroyed_pixels(prior):
     assert torch.equal(a.x, b.x)
     c = solve(prior.G, prior.D, y2, FAST, method="pgd")
     assert not torch.equal(a.x, c.x)
+
+
+def test_restarts_keep_the_best_copy_per_image(prior):
+    y = _y(prior, S=2, B=2, seed=11)
+    cfg = FAST.replace(surrogate="identity", lam_I=0.0)
+    one = solve(prior.G, prior.D, y, cfg, method="pgd", generator=torch.Generator().manual_seed(0))
+    many = solve(prior.G, prior.D, y, cfg.replace(restarts=3), method="pgd", generator=torch.Generator().manual_seed(0))
+    assert many.x.shape == one.x.shape and many.z.shape == one.z.shape
+    # the first copy of every image is the single run, so the best of three can only be as good or better
+    assert (many.obs_loss <= one.obs_loss + 1e-6).all()
+    assert many.z.abs().max() <= 1
