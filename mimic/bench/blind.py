@@ -2,7 +2,9 @@
 
 Held-out faces (the prior's test split by default) are written to ``OUT/clean``,
 corrupted with exactly what ``mimic corrupt --seed SEED`` does into ``OUT/obs/<task>``,
-and recovered by each method from those files. Per task and method: mean PSNR and SSIM
+and recovered by each method from those files. Methods: ``pgd``, ``mimic`` (the task's
+preset), ``blind`` (MimicGAN with the task-agnostic preset), ``pgd_rK`` / ``mimic_rK``
+(with K random restarts) and ``oracle``. Per task and method: mean PSNR and SSIM
 (on [0, 1], data_range 1, per image then averaged) with 95% confidence intervals, and the
 gain over PGD. The oracle (PGD through the known operator or with the known mask; not
 blind) bounds what any method can reach with this prior.
@@ -51,7 +53,7 @@ def _oracle(pr, task, y_u8, dev, batch_size, seed) -> np.ndarray:
     return np.concatenate(out_imgs)
 
 
-def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, device="auto", seed: int = 0,
+def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, device="auto", seed: int = 0, data=None,
                 methods=("pgd", "mimic", "oracle"), batch_size: int = 25, quick: bool = False,
                 overrides: dict | None = None, log=print) -> dict:
     """Run the benchmark; writes ``OUT/blind.json`` and ``OUT/blind.md``; returns the JSON dict."""
@@ -65,7 +67,12 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
     if quick:
         n = min(n, 8)
         overrides = {"warm_steps": 20, "T": 2, "T1": 5, "T2": 5, **overrides}
-    clean_u8, source = heldout_test_faces(pr, n)
+    if data is not None:  # a folder of clean 64x64 faces instead of the prior's test split
+        from ..priors.report import heldout_images
+
+        clean_u8, source = heldout_images(pr, n, data=data)
+    else:
+        clean_u8, source = heldout_test_faces(pr, n)
     names = [f"{i:04d}" for i in range(len(clean_u8))]
     for nm, im in zip(names, clean_u8):
         if not (out / "clean" / f"{nm}.png").exists():
@@ -82,9 +89,11 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
             t0 = time.perf_counter()
             if m == "oracle":
                 rec = _oracle(pr, task, y_arr, dev, batch_size, seed)
-            else:
-                r = recover(y_arr, task=task, method=m, prior=pr, batch_size=batch_size, device=dev, seed=seed,
-                            **overrides)
+            else:  # "pgd", "mimic", or "pgd_rK" / "mimic_rK" with K random restarts
+                base, _, rk = m.partition("_r")
+                ov = {**overrides, **({"restarts": int(rk)} if rk else {})}
+                r = recover(y_arr, task=task if base != "blind" else None, method="mimic" if base == "blind" else base,
+                            prior=pr, batch_size=batch_size, device=dev, seed=seed, **ov)
                 rec = r.images
             secs = time.perf_counter() - t0
             p, s = psnr(rec, clean_u8), ssim(rec, clean_u8)

@@ -328,15 +328,17 @@ def bench_speed_cmd(prior, task, groups, devices, out):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--quick", is_flag=True, help="8 faces and a short schedule (a smoke run).")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Clean faces to use instead of the held-out test split.")
 @schedule_options
 @handle_errors
-def bench_blind_cmd(out, prior, tasks, n, methods, device, seed, quick, **kw):
+def bench_blind_cmd(out, prior, tasks, n, methods, device, seed, quick, data, **kw):
     """Six blind tasks: MimicGAN vs PGD vs oracle on held-out faces (PSNR/SSIM with 95% CIs)."""
     from ..bench.blind import bench_blind
 
     ov = _pop_overrides(kw)
     r = bench_blind(out, prior=prior, tasks=tuple(tasks.split(",")), n=n, methods=tuple(methods.split(",")),
-                    device=device, seed=seed, quick=quick, overrides=ov, log=lambda m: click.echo(m, err=True))
+                    device=device, seed=seed, quick=quick, data=data, overrides=ov,
+                    log=lambda m: click.echo(m, err=True))
     click.echo((Path(out) / "blind.md").read_text())
 
 
