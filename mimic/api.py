@@ -94,7 +94,7 @@ def _group_state(sur, s: int) -> dict:
 
 
 def recover(images, *, task: str | Task | MimicConfig | None = None, method: str = "mimic",
-            prior: str | Prior = "celeba64", batch_size: int = 25, device: str = "auto", seed: int = 0,
+            prior: str | Prior | None = None, batch_size: int = 25, device: str = "auto", seed: int = 0,
             strict_size: bool = False, groups_per_call: int | None = None, progress: bool = False,
             names: list | None = None, callback=None, **overrides) -> Recovery:
     """Recover clean images from corrupted observations with no knowledge of the corruption.
@@ -106,8 +106,9 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
         A preset name (``mimic.list_tasks()``); ``None`` is the task-agnostic "blind" preset.
     method : {"mimic", "pgd"}
         MimicGAN, or plain GAN-prior inversion (the surrogate fixed to identity).
-    prior : str | Prior
-        A shipped prior name (``mimic.list_priors()``), a prior folder, or a loaded ``Prior``.
+    prior : str | Prior, optional
+        A shipped prior name (``mimic.list_priors()``), a prior folder, or a loaded ``Prior``;
+        default: the task's prior (``celeba64`` for the face tasks).
     batch_size : int
         Observations per group; each group gets its own surrogate.
     device : {"auto", "cpu", "cuda"}
@@ -120,8 +121,8 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
     """
     t0 = time.perf_counter()
     dev = resolve_device(device)
-    pr = load_prior(prior, device=dev)
     t = get_task(task)
+    pr = load_prior(prior if prior is not None else t.prior, device=dev)
     cfg = t.config.replace(**overrides) if overrides else t.config
     if method not in ("mimic", "pgd"):
         raise InputError(f"unknown method {method!r}; valid: mimic, pgd")

@@ -73,7 +73,7 @@ def _load_clean(clean_dir: Path | None, stems: list[str], resolution: int) -> di
     return out
 
 
-def recover_folder(inp, out, *, task=None, method: str = "mimic", prior="celeba64", batch_size: int = 25,
+def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, batch_size: int = 25,
                    device: str = "auto", seed: int = 0, clean=None, strict_size: bool = False,
                    overwrite: bool = False, progress: bool = True, groups_per_call: int | None = None,
                    log=print, subdir: str = "", **overrides) -> FolderResult:
@@ -82,8 +82,8 @@ def recover_folder(inp, out, *, task=None, method: str = "mimic", prior="celeba6
     files = scan_folder(inp)
     check_out_dir(inp, out)
     dev = resolve_device(device)
-    pr = load_prior(prior, device=dev)
     t = get_task(task)
+    pr = load_prior(prior if prior is not None else t.prior, device=dev)
     res = FolderResult(out=out)
     # duplicate stems (a.png and a.jpg) would overwrite each other's outputs
     seen, unique = {}, []
@@ -199,7 +199,7 @@ def compare_folder(inp, out, *, task=None, clean=None, progress=True, **kw) -> d
                          for r in r_m.report["images"]]
     save_json(out / "metrics.json", metrics)
     if stems:
-        res = load_prior(kw.get("prior", "celeba64")).resolution
+        res = load_prior(kw.get("prior") or get_task(task).prior).resolution
         src = {r["stem"]: r["input"] for r in r_m.report["images"]}
         obs = [prepare([read_image(src[s])], resolution=res).images[0] for s in stems]
         rows = [obs, [read_image(out / "mimic" / "mimicked" / f"{s}.png") for s in stems],
@@ -212,7 +212,7 @@ def compare_folder(inp, out, *, task=None, clean=None, progress=True, **kw) -> d
     return {"mimic": r_m, "pgd": r_p, "metrics": metrics}
 
 
-def corrupt_folder(inp, out, *, task: str, seed: int = 0, resolution: int = 64, strict_size: bool = False,
+def corrupt_folder(inp, out, *, task: str, seed: int = 0, resolution: int | None = None, strict_size: bool = False,
                    overwrite: bool = False) -> FolderResult:
     """Apply a registered corruption (a task's, or a corruption name) to every image of ``inp``.
 
@@ -228,6 +228,8 @@ def corrupt_folder(inp, out, *, task: str, seed: int = 0, resolution: int = 64, 
     check_out_dir(inp, out)
     name = TASKS[task].corruption if task in TASKS and TASKS[task].corruption else task
     corr = get_corruption(name)
+    gray = corr.domain == "fmnist"  # Fashion-MNIST corruptions work on 28x28 gray images
+    resolution = resolution or (28 if gray else 64)
     res = FolderResult(out=out)
     prep = prepare([str(p) for p in files], resolution=resolution, strict_size=strict_size,
                    names=[str(p) for p in files])
@@ -239,7 +241,9 @@ def corrupt_folder(inp, out, *, task: str, seed: int = 0, resolution: int = 64, 
         if not overwrite and (out / f"{s}.png").exists():
             res.resumed += 1
             continue
-        if im.shape[-1] == 1:
+        if gray and im.shape[-1] == 3:
+            im = np.round(im.astype(np.float32).mean(-1, keepdims=True)).astype(np.uint8)
+        elif not gray and im.shape[-1] == 1:
             im = np.repeat(im, 3, -1)
         batch.append(im)
         stems.append(s)

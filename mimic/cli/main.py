@@ -73,7 +73,7 @@ def cli():
 
 def _common(fn):
     fn = click.option("--task", default=None, help="Task preset (see `mimic tasks`); default: blind.")(fn)
-    fn = click.option("--prior", default="celeba64", show_default=True, help="Shipped prior name or folder.")(fn)
+    fn = click.option("--prior", default=None, help="Shipped prior name or folder (default: the task's, celeba64 for faces).")(fn)
     fn = click.option("--batch-size", default=25, show_default=True, help="Observations per group (one surrogate each).")(fn)
     fn = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)(fn)
     fn = click.option("--seed", default=0, show_default=True)(fn)
@@ -145,7 +145,7 @@ def compare(input, out, quiet, **kw):
 @click.option("--task", required=True, help="Task preset or corruption name (see `mimic tasks`, `mimic corruptions`).")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--size", default=64, show_default=True, help="Resolution of the clean images.")
+@click.option("--size", type=int, default=None, help="Resolution of the clean images (default 64; 28 for Fashion-MNIST corruptions).")
 @click.option("--strict-size", is_flag=True)
 @click.option("--overwrite", is_flag=True)
 @handle_errors
