@@ -220,9 +220,10 @@ def train_prior(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfi
             sum_d = sum_g = 0.0
             cnt = 0
             with torch.no_grad():
-                G_ema.eval()
+                G.eval()
                 save_png(out / "samples" / f"epoch_{epoch + 1:03d}.png",
-                         make_grid(to_uint8(G_ema(fixed_z.to(device))), ncol=8))
+                         make_grid(to_uint8(G(fixed_z.to(device))), ncol=8))
+                G.train()
             epoch += 1
             step_in_epoch = 0
             perm = None
@@ -252,6 +253,8 @@ def export_prior(ckpt: str | os.PathLike, out: str | os.PathLike, *, use_ema: bo
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     g = st["G_ema"] if use_ema else st["G"]
+    if use_ema:
+        g = recalibrate_bn(g, st["config"])
     for name, sd in (("generator", g), ("discriminator", st["D"])):
         tmp = out / f".{name}.safetensors.tmp"
         save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp))
@@ -262,6 +265,28 @@ def export_prior(ckpt: str | os.PathLike, out: str | os.PathLike, *, use_ema: bo
             "train_seconds": st["elapsed"]}
     save_json(out / "config.json", conf)
     return conf
+
+
+@torch.no_grad()
+def recalibrate_bn(state_dict: dict, cfg: dict, *, batches: int = 100, batch_size: int = 256, seed: int = 0) -> dict:
+    """Batch-norm statistics that match a generator's (EMA) weights.
+
+    The moving-average weights were never run in train mode, so the running statistics copied
+    from the raw generator do not fit them; re-estimate them (cumulative average over
+    ``batches`` batches of z ~ U(-1, 1)).
+    """
+    Gcls = ARCHS[cfg["arch"]][0]
+    G = Gcls(nz=cfg["nz"])
+    G.load_state_dict(state_dict)
+    for m in G.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.reset_running_stats()
+            m.momentum = None
+    G.train()
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(batches):
+        G(torch.rand(batch_size, cfg["nz"], generator=gen) * 2 - 1)
+    return G.state_dict()
 
 
 def train_classifier(data: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 15, batch_size: int = 128,
