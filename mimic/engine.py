@@ -18,8 +18,8 @@ defaults (see ``docs/TUNING.md`` for the evidence):
     z <- z0 (mean of 1000 draws of U(-1,1)), for every observation
     f <- surrogate (identity-started "gated" by default), one copy per candidate start
          (identity, negated identity)
-    warm start: ``warm_steps`` projected RMSProp steps on z through the initial f; each group
-                keeps the candidate start with the lowest L_obs
+    warm start: ``warm_steps`` projected RMSProp steps on z through the initial f; after
+                ``select_after`` of them each group keeps the candidate start with the lowest L_obs
     for t in 1..T:
         T1 RMSProp steps on f's weights with x = G(z) fixed     (L_obs + lam_I ||f(x) - x||)
         T2 RMSProp steps on z, each followed by z <- clip(z, -1, 1)   (L_obs + lam_adv L_adv + lam_I L_I)
@@ -52,6 +52,7 @@ class MimicConfig:
     rms_eps: float = 1e-8  # RMSProp epsilon
     # --- schedule (not published by the paper; chosen on validation faces) ---
     warm_steps: int = 200  # latent steps through the initial surrogate before the alternation
+    select_after: int = 50  # warm steps after which each group keeps its best candidate start (then goes on alone)
     T: int = 10  # outer iterations of the alternation
     T1: int = 25  # surrogate steps per outer iteration
     T2: int = 20  # latent steps per outer iteration
@@ -320,7 +321,8 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             rmsprop_step(s_params, grads, s_states, cfg.lr_s, lr_scale, cfg.rms_alpha, cfg.rms_eps)
 
     # --- warm start: latent steps through each candidate initial surrogate, keep the best per group ---
-    for _ in range(cfg.warm_steps):
+    n_sel = min(cfg.select_after, cfg.warm_steps) if K > 1 else cfg.warm_steps
+    for _ in range(n_sel):
         latent_step(cfg.lr_warm)
     if K > 1:
         with torch.no_grad():
@@ -337,6 +339,8 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         chosen_init = (idx // S0).cpu()
     else:
         chosen_init = torch.zeros(S0, dtype=torch.long)
+    for _ in range(cfg.warm_steps - n_sel):
+        latent_step(cfg.lr_warm)
 
     def evaluate():
         with torch.no_grad():
