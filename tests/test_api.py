@@ -107,3 +107,16 @@ def test_altered_weights_are_refused(tiny_prior_dir, tmp_path):
     (d / "generator.safetensors").unlink()
     with pytest.raises(mimic.priors.PriorError, match="generator.safetensors: missing"):
         mimic.load_prior(d)
+
+
+def test_atomic_write_permissions_and_no_leftovers(tmp_path):
+    import os
+
+    from mimic.io import atomic_write_bytes
+
+    atomic_write_bytes(tmp_path / "a.bin", b"x")
+    assert (tmp_path / "a.bin").read_bytes() == b"x"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
