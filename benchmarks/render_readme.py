@@ -56,14 +56,14 @@ def speed_section() -> str:
 def main():
     readme = (ROOT / "README.md").read_text()
     for name, fn in (("prior", prior_section), ("blind", blind_section), ("speed", speed_section)):
-        pat = re.compile(rf"(<!-- BEGIN:{name} -->\n).*?(\n<!-- END:{name} -->)", re.S)
+        pat = re.compile(rf"(<!-- BEGIN:{name} -->\n)(?:.*?\n)?(<!-- END:{name} -->)", re.S)
         if pat.search(readme):
             try:
                 body = fn()
             except FileNotFoundError as e:
                 print(f"skip {name}: {e}")
                 continue
-            readme = pat.sub(lambda m: m.group(1) + body + m.group(2), readme)
+            readme = pat.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), readme)
     (ROOT / "README.md").write_text(readme)
 
 
