@@ -199,8 +199,8 @@ def train_prior(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfi
                         pe.lerp_(p, 1.0 - cfg.ema)
                     for be, b in zip(G_ema.buffers(), G.buffers()):
                         be.copy_(b)
-                sum_d += float(lossD)
-                sum_g += float(lossG)
+                sum_d += float(lossD.detach())
+                sum_g += float(lossG.detach())
                 cnt += 1
                 step_in_epoch += 1
                 global_step += 1
@@ -328,7 +328,7 @@ def train_classifier(data: str | os.PathLike, out: str | os.PathLike, *, epochs:
             loss.backward()
             opt.step()
             sched.step()
-            tot += float(loss)
+            tot += float(loss.detach())
         acc = evaluate_classifier(model, Xte, Yte, device=device)
         history.append({"epoch": ep + 1, "loss": tot / (len(Xtr) // batch_size), "test_accuracy": acc})
         if progress:
