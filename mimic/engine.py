@@ -248,6 +248,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
     lam_I = 0.0 if pgd else cfg.lam_I
     lam_adv = cfg.lam_adv
     use_D = lam_adv != 0.0
+    cfg_run = replace(cfg, lam_I=lam_I)  # the loss settings of this run (PGD: lam_I = 0), built once
 
     # candidate starts: K copies of every group, candidate k of group s at k * S0 + s
     kind = "identity" if pgd else cfg.surrogate
@@ -302,7 +303,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         x = gen(z)
         fx = f(x)
         logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B) if use_D else None
-        l_obs, l_adv, l_id = losses(y, x, fx, logits, replace(cfg, lam_I=lam_I), obs_l1)
+        l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs_l1)
         loss = ((l_obs + lam_adv * l_adv + lam_I * l_id) * valid).sum()
         (g,) = torch.autograd.grad(loss, [z])
         with torch.no_grad():
@@ -347,7 +348,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             x = gen(z)
             fx = f(x)
             logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B)
-            l_obs, l_adv, l_id = losses(y, x, fx, logits, replace(cfg, lam_I=lam_I), obs_l1)
+            l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs_l1)
             record(l_obs, l_adv, l_id)
             return x, fx, l_obs
 
