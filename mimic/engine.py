@@ -66,6 +66,10 @@ class MimicConfig:
     # --- starts ---
     restarts: int = 1  # independent starts (first at z0, others U(-1,1)); the lowest L_obs is kept
     pgd_one_channel: str = "broadcast"  # PGD with a 1-channel y: "broadcast" (blind) or "mean" (knows it is gray)
+    # --- robust observation weights (blind; this project's addition, see docs/TUNING.md) ---
+    robust: float = 0.0  # 0 = off. Otherwise, at each outer iteration, every pixel of a group gets the latent
+    #   loss weight 1 / (1 + (r / (robust * median r))^2), r = the group's median |y - f(G(z))| at that pixel:
+    #   pixels that the surrogate cannot explain for the whole group (stuck columns, occluders) stop steering z
 
     def latent_steps(self) -> int:
         """Total latent steps (PGD gets the same number)."""
@@ -284,11 +288,21 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             return operator(x.reshape(S * B, cin, H, W)).reshape(S, B, cobs, H, W)
         return _identity_view(x, cobs, cfg.pgd_one_channel) if pgd else surrogate(x)
 
-    def obs_l1(yy, fx):  # L_obs per image, weighted by the known mask for the oracle
-        if weight is None:
+    robust_w = None  # (S, 1, C_obs, H, W) blind per-pixel weights (cfg.robust), set during the alternation
+
+    def obs_l1(yy, fx):  # L_obs per image, weighted by the known mask (oracle) or the robust weights
+        w = weight.to(yy) if weight is not None else None
+        if robust_w is not None:
+            w = robust_w if w is None else w * robust_w
+        if w is None:
             return _obs_l1(yy, fx)
-        w = weight.to(yy)
         return ((yy - fx).abs() * w).mean(dim=(2, 3, 4)) / w.mean(dim=(2, 3, 4)).clamp(min=1e-6)
+
+    def robust_weights(fx):
+        r = (y - fx).abs()  # (S, B, C_obs, H, W)
+        r = r.masked_fill(valid[:, :, None, None, None] == 0, float("nan")).nanmedian(dim=1, keepdim=True).values
+        scale = r.flatten(1).median(dim=1).values.clamp(min=1e-6).view(-1, 1, 1, 1, 1)  # (S, 1, 1, 1, 1)
+        return 1.0 / (1.0 + (r / (cfg.robust * scale)) ** 2)  # (S, 1, C_obs, H, W)
 
     hist = {k: [] for k in ("obs", "adv", "ident", "total")}
 
@@ -361,6 +375,9 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             x_fixed = x.detach()
             for _ in range(cfg.T1):
                 surrogate_step(x_fixed)
+        if cfg.robust and not pgd:
+            with torch.no_grad():
+                robust_w = robust_weights(f(x.detach()))
         for _ in range(cfg.T2):
             latent_step(cfg.lr_g)
         x, fx, l_obs = evaluate()

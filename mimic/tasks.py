@@ -47,6 +47,8 @@ TASKS: dict[str, Task] = {
         *[Task(n, n, DEFAULT_CONFIG.replace(surrogate="fmnist", lr_s=1e-3, lr_g=1e-3), d, prior="fmnist28")
           for n, d in (("binarize", "thresholded at the median"), ("drop_pixels", "70% of the pixels set to black"),
                        ("blur_negative", "25x25 Gaussian blur, then inversion"))],
+        Task("adversarial", None, DEFAULT_CONFIG.replace(surrogate="fmnist", lr_s=1e-3, lr_g=1e-3),
+             "test-time defense: clean adversarially perturbed Fashion-MNIST images", prior="fmnist28"),
         Task("blind", None, DEFAULT_CONFIG.replace(lam_I=5e-2, lam_adv=1e-4, lr_s=2e-3, lr_g=2e-3),
              "one task-agnostic setting for an unknown corruption"),
     ]

@@ -55,3 +55,57 @@ def test_biharmonic_fills_holes_better_than_zeros():
     obs = img * keep
     rec = biharmonic(obs, keep)
     assert np.abs(rec.astype(int) - img).mean() < np.abs(obs.astype(int) - img).mean() / 3
+
+
+def test_bench_classify_quick(tmp_path, tiny_fmnist_dirs, fmnist_root):
+    prior, clf = tiny_fmnist_dirs
+    r = CliRunner().invoke(cli, ["bench", "classify", "--quick", "--out", str(tmp_path), "--prior", str(prior),
+                                 "--classifier", str(clf), "--n", "6", "--batch-size", "3", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "classify.json").read_text())
+    pairs = {(x["corruption"], x["method"]) for x in res["results"]}
+    assert pairs == {("none", "clean")} | {(c, m) for c in ("binarize", "drop_pixels", "blur_negative")
+                                           for m in ("observed", "pgd", "mimic")}
+    for x in res["results"]:
+        assert x["n"] == 6 and 0 <= x["accuracy"] <= 100
+    assert len(res["per_image"]["binarize"]["mimic"]) == 6
+    assert (tmp_path / "classify.png").exists() and (tmp_path / "classify_binarize.png").exists()
+    assert "| drop_pixels | mimic | 6 |" in (tmp_path / "classify.md").read_text()
+
+
+def test_fmnist_subset_is_seeded(fmnist_root):
+    from mimic.bench.classify import fmnist_test_subset
+
+    a, la, ia = fmnist_test_subset(20, seed=3)
+    b, lb, ib = fmnist_test_subset(20, seed=3)
+    c, _, ic = fmnist_test_subset(20, seed=4)
+    assert a.shape == (20, 28, 28, 1) and a.dtype == "uint8" and (ia == ib).all() and (a == b).all()
+    assert not (ia == ic).all() and len(set(ia.tolist())) == 20
+
+
+def test_accuracy_ci95():
+    import numpy as np
+
+    from mimic.bench.classify import accuracy_ci95
+
+    acc, ci = accuracy_ci95(np.array([True] * 90 + [False] * 10))
+    assert acc == 90.0 and 4 < ci < 8
+
+
+def test_bench_defense_quick(tmp_path, tiny_fmnist_dirs, fmnist_root):
+    import pytest
+
+    pytest.importorskip("art")
+    prior, clf = tiny_fmnist_dirs
+    r = CliRunner().invoke(cli, ["bench", "defense", "--quick", "--out", str(tmp_path), "--prior", str(prior),
+                                 "--classifier", str(clf), "--n", "4", "--attacks", "fgsm,deepfool", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "defense.json").read_text())
+    pairs = {(x["attack"], x["method"]) for x in res["results"]}
+    for a in ("none", "fgsm", "deepfool"):
+        assert {(a, d) for d in ("none", "defense_gan", "cowboy", "mimic")} <= pairs
+    assert ("bpda", "mimic") in pairs and ("bpda", "defense_gan") in pairs
+    assert any(a.startswith("universal@") for a, _ in pairs)
+    fg = [x for x in res["results"] if x["attack"] == "fgsm"]
+    assert all(0 < x["linf"] <= 0.3 + 1e-4 for x in fg)  # the budget holds (on [0, 1])
+    assert (tmp_path / "defense_universal.png").exists()

@@ -364,6 +364,64 @@ def bench_reconstruct_cmd(out, prior, n, methods, device, seed, dip_steps, quick
     click.echo((Path(out) / "reconstruct.md").read_text())
 
 
+@bench.command("classify")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--prior", default="fmnist28", show_default=True)
+@click.option("--classifier", default="fmnist_classifier", show_default=True)
+@click.option("--corruptions", default="binarize,drop_pixels,blur_negative", show_default=True)
+@click.option("--n", default=500, show_default=True, help="Random Fashion-MNIST test images (fixed by --seed).")
+@click.option("--methods", default="pgd,mimic", show_default=True)
+@click.option("--batch-size", default=25, show_default=True, help="Observations per surrogate.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--quick", is_flag=True)
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Folder with the Fashion-MNIST IDX files.")
+@schedule_options
+@handle_errors
+def bench_classify_cmd(out, prior, classifier, corruptions, n, methods, batch_size, device, seed, quick, data, **kw):
+    """Fashion-MNIST: classifier accuracy on clean, corrupted, PGD- and MimicGAN-recovered images."""
+    from ..bench.classify import bench_classify
+
+    ov = _pop_overrides(kw)
+    bench_classify(out, prior=prior, classifier=classifier, corruptions=tuple(corruptions.split(",")), n=n,
+                   methods=tuple(methods.split(",")), batch_size=batch_size, device=device, seed=seed, quick=quick,
+                   data=data, overrides=ov, log=lambda m: click.echo(m, err=True))
+    click.echo((Path(out) / "classify.md").read_text())
+
+
+@bench.command("defense")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--prior", default="fmnist28", show_default=True)
+@click.option("--classifier", default="fmnist_classifier", show_default=True)
+@click.option("--attacks", default="fgsm,pgd,bim,deepfool,cw", show_default=True)
+@click.option("--defenses", default="none,defense_gan,cowboy,mimic", show_default=True)
+@click.option("--n", default=500, show_default=True, help="Random Fashion-MNIST test images (fixed by --seed).")
+@click.option("--gan-restarts", "gan_restarts", default=4, show_default=True, help="Random restarts of Defense-GAN and Cowboy.")
+@click.option("--alphas", default="0.5,1,1.5,2", show_default=True, help="Scales of the universal perturbation.")
+@click.option("--n-universal", type=int, default=None, help="Images for the universal perturbation (default: --n).")
+@click.option("--n-adaptive", default=100, show_default=True, help="Images for the BPDA attack on the cleaner.")
+@click.option("--adaptive-steps", default=5, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--quick", is_flag=True)
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Folder with the Fashion-MNIST IDX files.")
+@schedule_options
+@handle_errors
+def bench_defense_cmd(out, prior, classifier, attacks, defenses, n, gan_restarts, alphas, n_universal, n_adaptive,
+                      adaptive_steps, device, seed, quick, data, **kw):
+    """Fashion-MNIST: adversarial attacks (ART) against no defense, Defense-GAN, Cowboy and MimicGAN."""
+    from ..bench.defense import bench_defense
+
+    ov = _pop_overrides(kw)
+    ds = tuple(defenses.split(","))
+    bench_defense(out, prior=prior, classifier=classifier, attacks=tuple(attacks.split(",")), defenses=ds, n=n,
+                  restarts=gan_restarts, alphas=tuple(float(a) for a in alphas.split(",")), n_universal=n_universal,
+                  adaptive=tuple(d for d in ("defense_gan", "mimic") if d in ds), n_adaptive=n_adaptive,
+                  adaptive_steps=adaptive_steps, device=device, seed=seed, quick=quick, data=data, overrides=ov,
+                  log=lambda m: click.echo(m, err=True))
+    click.echo((Path(out) / "defense.md").read_text())
+
+
 def main():
     cli(prog_name="mimic")
 
