@@ -6,6 +6,8 @@ Sections are delimited by <!-- BEGIN:name --> ... <!-- END:name -->:
 - prior: pretrained/celeba64/card.json (quality figures from `mimic prior-report celeba64`)
 - blind: benchmarks/results/blind/blind.md (from `mimic bench blind`)
 - speed: benchmarks/results/speed/speed.json (from `mimic bench speed`)
+- fmnist: pretrained/fmnist28/card.json and pretrained/fmnist_classifier/card.json
+- classify, defense, reconstruct: benchmarks/results/<bench>/<bench>.md (+ json)
 """
 import json
 import re
@@ -53,9 +55,47 @@ def speed_section() -> str:
     return "\n".join(out)
 
 
+def fmnist_section() -> str:
+    g = json.loads((ROOT / "pretrained" / "fmnist28" / "card.json").read_text())
+    c = json.loads((ROOT / "pretrained" / "fmnist_classifier" / "card.json").read_text())
+    q, tr = g.get("quality", {}), g.get("training", {})
+    rows = [
+        ("fmnist28 training", f"{tr.get('epochs')} epochs ({tr.get('steps')} steps), seed {tr.get('seed')}, "
+                              f"{tr.get('train_seconds', 0) / 60:.0f} min on {tr.get('hardware')}, {tr.get('generator_weights')} generator weights"),
+        ("held-out images", q.get("heldout_source")),
+        ("projection PSNR", f"{q['projection_psnr_mean']:.2f} ± {q['projection_psnr_ci95']:.2f} dB (n = {q['n_images']})"),
+        ("projection SSIM", f"{q['projection_ssim_mean']:.3f} ± {q['projection_ssim_ci95']:.3f}"),
+        ("D logit, real vs generated", f"{q['d_logit_real_mean']:.2f} vs {q['d_logit_fake_mean']:.2f} (ROC AUC {q['d_auc']:.3f})"),
+        ("classifier accuracy: clean / PGD projection",
+         f"{q.get('classifier_accuracy_clean', float('nan')):.1f}% / {q.get('classifier_accuracy_projection', float('nan')):.1f}% (same {q['n_images']} images)"),
+        ("fmnist_classifier", f"{c['quality']['test_accuracy']:.2f}% on the 10,000 official test images "
+                              f"({c['training']['epochs']} epochs, {c['training']['train_seconds'] / 60:.0f} min on {c['training']['hardware']})"),
+    ]
+    out = ["| Fashion-MNIST | |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows]
+    out += ["", "Samples and projections (top: test images, bottom: PGD projection):", "",
+            "![fmnist samples](pretrained/fmnist28/samples.png) ![fmnist projection](pretrained/fmnist28/projection.png)"]
+    return "\n".join(out)
+
+
+def _bench_section(name: str, figures=()) -> str:
+    p = ROOT / "benchmarks" / "results" / name
+    res = json.loads((p / f"{name}.json").read_text())
+    st = res["settings"]
+    head = (f"n = {st['n']}, seed {st['seed']}, device {st['device']}, prior sha256 "
+            f"{st['prior_sha256'].get('generator.safetensors', '')[:12]}…, overrides {st.get('overrides') or 'none'}; "
+            f"{res['seconds'] / 60:.0f} min in all.")
+    figs = "".join(f"\n![{f}](benchmarks/results/{name}/{f})" for f in figures if (p / f).exists())
+    return head + "\n\n" + (p / f"{name}.md").read_text() + figs
+
+
 def main():
     readme = (ROOT / "README.md").read_text()
-    for name, fn in (("prior", prior_section), ("blind", blind_section), ("speed", speed_section)):
+    sections = (("prior", prior_section), ("blind", blind_section), ("speed", speed_section), ("fmnist", fmnist_section),
+                ("classify", lambda: _bench_section("classify", ["classify.png", "classify_binarize.png",
+                                                                  "classify_drop_pixels.png", "classify_blur_negative.png"])),
+                ("defense", lambda: _bench_section("defense", ["defense_universal.png", "defense_fgsm.png"])),
+                ("reconstruct", lambda: _bench_section("reconstruct")))
+    for name, fn in sections:
         pat = re.compile(rf"(<!-- BEGIN:{name} -->\n)(?:.*?\n)?(<!-- END:{name} -->)", re.S)
         if pat.search(readme):
             try:

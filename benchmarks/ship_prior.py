@@ -1,6 +1,7 @@
 """Export a trained prior into pretrained/<name>/ with its model card (then run `mimic prior-report`).
 
     python benchmarks/ship_prior.py --ckpt RUN/checkpoint.pt --name celeba64 [--weights ema|raw|auto]
+    python benchmarks/ship_prior.py --classifier RUN_DIR --name fmnist_classifier
 
 ``--weights auto`` (default) projects 25 *validation* faces with both the raw generator and
 its exponential moving average and ships the better one.
@@ -32,7 +33,45 @@ CARDS = {
         "preprocessing": "centre square crop of side 108/178 of the width, area resize to 64x64, scale to [-1,1]; "
                          "random horizontal flips during training.",
     },
+    "fmnist28": {
+        "summary": "The MimicGAN paper's Fashion-MNIST GAN prior, 28x28 gray in [-1,1], z in [-1,1]^100",
+        "architecture": "G: FC 100->1024 +ReLU+BN, FC 1024->128*7*7 +ReLU+BN, reshape, ConvT 4x4 s2 128->64 +ReLU (14x14), "
+                        "ConvT 4x4 s2 64->1 +tanh (28x28). D: Conv 4x4 s2 1->64 +BN+LeakyReLU, Conv 4x4 s2 64->128 "
+                        "+BN+LeakyReLU, FC 128*7*7->1024 +LeakyReLU+BN, FC 1024->1 (logit). As in the paper.",
+        "data": "Fashion-MNIST (Zalando SE), official 60,000 training images; the official 10,000 test images are held out.",
+        "terms": "Fashion-MNIST is MIT-licensed (Zalando SE).",
+        "preprocessing": "uint8 28x28 scaled to [-1,1]; no augmentation.",
+    },
 }
+
+CLASSIFIER_CARD = {
+    "summary": "A CNN classifier for Fashion-MNIST (10 classes), input (N,1,28,28) in [-1,1], output logits",
+    "architecture": "Conv3x3 1->32, 32->32, maxpool, 64, 64, maxpool (BatchNorm+ReLU after every conv), "
+                    "dropout 0.3, FC 3136->256 +ReLU, dropout 0.3, FC 256->10.",
+    "data": "Fashion-MNIST official 60,000 training images; accuracy on the official 10,000 test images.",
+    "terms": "Fashion-MNIST is MIT-licensed (Zalando SE).",
+    "preprocessing": "uint8 scaled to [-1,1]; training augmentation: random horizontal flips and shifts of up to 2 pixels.",
+}
+
+
+def ship_classifier(run: Path, name: str) -> None:
+    dest = pretrained_dir() / name
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run / "classifier.safetensors", dest / ".classifier.safetensors.tmp")
+    (dest / ".classifier.safetensors.tmp").replace(dest / "classifier.safetensors")
+    conf = json.loads((run / "config.json").read_text())
+    save_json(dest / "config.json", {k: v for k, v in conf.items() if k != "history"})
+    card = {"name": name, **CLASSIFIER_CARD,
+            "training": {"epochs": conf["epochs"], "seed": conf["seed"], "optimizer": "AdamW lr 1e-3 (one-cycle to 3e-3), "
+                         "weight decay 5e-4, batch 128, label smoothing 0.05", "train_seconds": conf["train_seconds"],
+                         "hardware": conf["hardware"], "history": conf["history"]},
+            "quality": {"test_accuracy": conf["test_accuracy"], "n_test": 10000},
+            "sha256": {"classifier.safetensors": sha256_file(dest / "classifier.safetensors")}}
+    save_json(dest / "card.json", card)
+    from mimic.priors.report import write_card_markdown
+
+    write_card_markdown(dest)
+    print(f"shipped {name}: test accuracy {conf['test_accuracy']:.2f}% to {dest}")
 
 
 def _proj_psnr(folder, n=25):
@@ -53,10 +92,13 @@ def _proj_psnr(folder, n=25):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--ckpt")
+    ap.add_argument("--classifier", type=Path, help="a `mimic train classifier` output folder")
     ap.add_argument("--name", required=True)
     ap.add_argument("--weights", default="auto", choices=["auto", "ema", "raw"])
     args = ap.parse_args()
+    if args.classifier:
+        return ship_classifier(args.classifier, args.name)
     dest = pretrained_dir() / args.name
     st = torch.load(args.ckpt, map_location="cpu", weights_only=False)
     choice, scores = args.weights, {}

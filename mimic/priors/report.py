@@ -150,7 +150,10 @@ def write_card_markdown(folder: str | Path) -> None:
         lines += ["## Quality (measured by `mimic prior-report`)", "", "| figure | value |", "| --- | --- |"]
         for k, v in q.items():
             lines.append(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |")
-        lines += ["", "![samples](samples.png)", "", "Projection (top: held-out originals, bottom: PGD projection):", "",
-                  "![projection](projection.png)", ""]
+        lines.append("")
+        if (folder / "samples.png").exists():
+            lines += ["![samples](samples.png)", ""]
+        if (folder / "projection.png").exists():
+            lines += ["Projection (top: held-out originals, bottom: PGD projection):", "", "![projection](projection.png)", ""]
     lines += ["## Files (sha256)", ""] + [f"- `{k}`: `{v}`" for k, v in c.get("sha256", {}).items()] + [""]
     (folder / "README.md").write_text("\n".join(lines))
