@@ -109,3 +109,17 @@ def test_bench_defense_quick(tmp_path, tiny_fmnist_dirs, fmnist_root):
     fg = [x for x in res["results"] if x["attack"] == "fgsm"]
     assert all(0 < x["linf"] <= 0.3 + 1e-4 for x in fg)  # the budget holds (on [0, 1])
     assert (tmp_path / "defense_universal.png").exists()
+
+
+def test_bench_blind_resumes(tmp_path, tiny_prior_dir):
+    args = ["bench", "blind", "--quick", "--out", str(tmp_path), "--prior", str(tiny_prior_dir),
+            "--data", str(EXAMPLES / "clean"), "--methods", "pgd,mimic", "--n", "2", "--device", "cpu"]
+    r = CliRunner().invoke(cli, args + ["--tasks", "negative"])
+    assert r.exit_code == 0, r.output
+    first = json.loads((tmp_path / "blind.json").read_text())["results"]
+    r = CliRunner().invoke(cli, args + ["--tasks", "negative,stylize"])
+    assert r.exit_code == 0, r.output
+    assert "resuming: negative" in r.output
+    rows = json.loads((tmp_path / "blind.json").read_text())["results"]
+    assert [x for x in rows if x["task"] == "negative"] == first
+    assert {x["task"] for x in rows} == {"negative", "stylize"}

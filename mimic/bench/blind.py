@@ -78,8 +78,39 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
         if not (out / "clean" / f"{nm}.png").exists():
             save_png(out / "clean" / f"{nm}.png", im)
     rows, per_image = [], {}
+    prev = out / "blind.json"
+    if prev.exists():  # resume: keep the tasks an earlier run with the same settings finished
+        try:
+            old = json.loads(prev.read_text())
+            st = old["settings"]
+            if (st["n"], st["seed"], st["prior_sha256"], st["overrides"], st["batch_size"]) == \
+                    (len(clean_u8), seed, pr.sha256, overrides, batch_size):
+                done = {t for t in tasks if {m for r in old["results"] if r["task"] == t for m in [r["method"]]} >= set(methods)}
+                rows = [r for r in old["results"] if r["task"] in done and r["method"] in methods]
+                per_image = {t: v for t, v in old["per_image"].items() if t in done}
+                if done:
+                    log(f"resuming: {', '.join(sorted(done))} already measured in {prev}")
+        except (KeyError, ValueError):
+            rows, per_image = [], {}
     t_all = time.perf_counter()
+    def write():
+        result = {
+            "bench": "blind",
+            "results": rows,
+            "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "faces": source, "n": len(clean_u8), "seed": seed,
+                         "device": str(dev), "batch_size": batch_size, "overrides": overrides, "quick": quick,
+                         "configs": {t: get_task(t).config.replace(**overrides).__dict__ for t in tasks}},
+            "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
+            "seconds": time.perf_counter() - t_all,
+            "per_image": per_image,
+        }
+        save_json(out / "blind.json", result)
+        (out / "blind.md").write_text(markdown_table(rows))
+        return result
+
     for task in tasks:
+        if task in per_image:
+            continue
         corrupt_folder(out / "clean", out / "obs" / task, task=task, seed=seed)
         y_u8 = [read_image(out / "obs" / task / f"{nm}.png") for nm in names]
         y_arr = np.stack(y_u8)
@@ -115,19 +146,8 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
                 for row in rows:
                     if row["task"] == task and row["method"] == "mimic":
                         row["oracle_gap_closed"] = float((res["mimic"].mean() - res["pgd"].mean()) / gap) if gap > 0 else None
-    result = {
-        "bench": "blind",
-        "results": rows,
-        "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "faces": source, "n": len(clean_u8), "seed": seed,
-                     "device": str(dev), "batch_size": batch_size, "overrides": overrides, "quick": quick,
-                     "configs": {t: get_task(t).config.replace(**overrides).__dict__ for t in tasks}},
-        "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "seconds": time.perf_counter() - t_all,
-        "per_image": per_image,
-    }
-    save_json(out / "blind.json", result)
-    (out / "blind.md").write_text(markdown_table(rows))
-    return result
+        write()  # partial results after every task (an interrupted run keeps what it measured)
+    return write()
 
 
 def markdown_table(rows: list[dict]) -> str:
