@@ -67,9 +67,11 @@ class MimicConfig:
     restarts: int = 1  # independent starts (first at z0, others U(-1,1)); the lowest L_obs is kept
     pgd_one_channel: str = "broadcast"  # PGD with a 1-channel y: "broadcast" (blind) or "mean" (knows it is gray)
     # --- robust observation weights (blind; this project's addition, see docs/TUNING.md) ---
-    robust: float = 0.0  # 0 = off. Otherwise, at each outer iteration, every pixel of a group gets the latent
-    #   loss weight 1 / (1 + (r / (robust * median r))^2), r = the group's median |y - f(G(z))| at that pixel:
-    #   pixels that the surrogate cannot explain for the whole group (stuck columns, occluders) stop steering z
+    robust: float = 0.0  # 0 = off. Otherwise, from the candidate selection on and at each outer iteration,
+    #   every pixel of a group gets the latent loss weight min(1, (robust * median r / r)^robust_power), r = the
+    #   group's median |y - f(G(z))| at that pixel: pixels that the surrogate cannot explain for the whole group
+    #   (stuck columns, occluders) stop steering z
+    robust_power: float = 4.0  # sharpness of the robust weights
 
     def latent_steps(self) -> int:
         """Total latent steps (PGD gets the same number)."""
@@ -302,7 +304,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         r = (y - fx).abs()  # (S, B, C_obs, H, W)
         r = r.masked_fill(valid[:, :, None, None, None] == 0, float("nan")).nanmedian(dim=1, keepdim=True).values
         scale = r.flatten(1).median(dim=1).values.clamp(min=1e-6).view(-1, 1, 1, 1, 1)  # (S, 1, 1, 1, 1)
-        return 1.0 / (1.0 + (r / (cfg.robust * scale)) ** 2)  # (S, 1, C_obs, H, W)
+        return (cfg.robust * scale / r.clamp(min=1e-6)).pow(cfg.robust_power).clamp(max=1.0)  # (S, 1, C_obs, H, W)
 
     hist = {k: [] for k in ("obs", "adv", "ident", "total")}
 
@@ -354,6 +356,9 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         chosen_init = (idx // S0).cpu()
     else:
         chosen_init = torch.zeros(S0, dtype=torch.long)
+    if cfg.robust and not pgd:
+        with torch.no_grad():
+            robust_w = robust_weights(f(gen(z)))
     for _ in range(cfg.warm_steps - n_sel):
         latent_step(cfg.lr_warm)
 

@@ -135,3 +135,31 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if arr.dtype != np.uint8:
         raise ImageReadError(f"{path}: unsupported pixel type {arr.dtype}")
     return np.ascontiguousarray(arr)
+
+
+def labeled_grid(rows: list[np.ndarray], *, row_labels: list[str], captions: list[list[str]] | None = None,
+                 scale: int = 1) -> np.ndarray:
+    """Rows of uint8 images (each (N, H, W, C)) as one uint8 RGB figure with a label left of each row and
+    an optional caption (e.g. PSNR) under each image."""
+    from PIL import Image, ImageDraw
+
+    n = max(len(r) for r in rows)
+    h, w = rows[0].shape[1:3]
+    h, w = h * scale, w * scale
+    lab_w, cap_h, pad = 90, 12 if captions else 0, 2
+    H = len(rows) * (h + cap_h + pad) + pad
+    W = lab_w + n * (w + pad) + pad
+    canvas = Image.new("RGB", (W, H), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, r in enumerate(rows):
+        r = np.asarray(r)
+        if r.shape[-1] == 1:
+            r = np.repeat(r, 3, axis=-1)
+        top = pad + i * (h + cap_h + pad)
+        draw.text((4, top + h // 2 - 5), row_labels[i], fill=(0, 0, 0))
+        for j, im in enumerate(r):
+            left = lab_w + pad + j * (w + pad)
+            canvas.paste(Image.fromarray(im).resize((w, h), Image.NEAREST), (left, top))
+            if captions and captions[i] and j < len(captions[i]) and captions[i][j]:
+                draw.text((left + 2, top + h), captions[i][j], fill=(0, 0, 0))
+    return np.asarray(canvas)

@@ -22,6 +22,9 @@ def test_bench_blind_quick(tmp_path, tiny_prior_dir):
     assert all("gain_over_pgd_db" in x for x in rows if x["method"] != "pgd")
     assert (tmp_path / "obs" / "negative" / "0000.png").exists()
     assert "| negative | mimic |" in (tmp_path / "blind.md").read_text()
+    assert (tmp_path / "fig2_negative.png").exists() and (tmp_path / "fig_traces.png").exists()
+    tr = res["traces"]["negative"]["mimic"]
+    assert [e["t"] for e in tr] == [0, 1, 2] and all(e["psnr"] > 0 for e in tr)
 
 
 def test_bench_speed_runs(tiny_prior_dir):

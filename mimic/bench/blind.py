@@ -23,7 +23,7 @@ from .. import __version__
 from ..api import recover, resolve_device
 from ..corruptions import get_corruption
 from ..engine import solve
-from ..io import read_image, save_json, save_png, to_tensor, to_uint8
+from ..io import labeled_grid, read_image, save_json, save_png, to_tensor, to_uint8
 from ..metrics import mean_ci95, psnr, ssim
 from ..priors import load_prior
 from ..runner import corrupt_folder
@@ -77,7 +77,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
     for nm, im in zip(names, clean_u8):
         if not (out / "clean" / f"{nm}.png").exists():
             save_png(out / "clean" / f"{nm}.png", im)
-    rows, per_image = [], {}
+    rows, per_image, traces = [], {}, {}
     prev = out / "blind.json"
     if prev.exists():  # resume: keep the tasks an earlier run with the same settings finished
         try:
@@ -88,6 +88,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
                 done = {t for t in tasks if {m for r in old["results"] if r["task"] == t for m in [r["method"]]} >= set(methods)}
                 rows = [r for r in old["results"] if r["task"] in done and r["method"] in methods]
                 per_image = {t: v for t, v in old["per_image"].items() if t in done}
+                traces = {t: v for t, v in old.get("traces", {}).items() if t in done}
                 if done:
                     log(f"resuming: {', '.join(sorted(done))} already measured in {prev}")
         except (KeyError, ValueError):
@@ -103,8 +104,10 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
             "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
             "seconds": time.perf_counter() - t_all,
             "per_image": per_image,
+            "traces": traces,
         }
         save_json(out / "blind.json", result)
+        _trace_figures(out, traces)
         (out / "blind.md").write_text(markdown_table(rows))
         return result
 
@@ -115,7 +118,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
         y_u8 = [read_image(out / "obs" / task / f"{nm}.png") for nm in names]
         y_arr = np.stack(y_u8)
         per_image[task] = {"observed": psnr(y_arr, clean_u8).tolist()}
-        res = {}
+        res, recs, mimicked = {}, {}, None
         for m in methods:
             t0 = time.perf_counter()
             if m == "oracle":
@@ -123,12 +126,19 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
             else:  # "pgd", "mimic", or "pgd_rK" / "mimic_rK" with K random restarts
                 base, _, rk = m.partition("_r")
                 ov = {**overrides, **({"restarts": int(rk)} if rk else {})}
+                trace = []
                 r = recover(y_arr, task=task if base != "blind" else None, method="mimic" if base == "blind" else base,
-                            prior=pr, batch_size=batch_size, device=dev, seed=seed, **ov)
+                            prior=pr, batch_size=batch_size, device=dev, seed=seed,
+                            callback=_tracer(trace, clean_u8[:batch_size]) if m in ("pgd", "mimic") else None, **ov)
                 rec = r.images
+                if trace:
+                    traces.setdefault(task, {})[m] = trace
+                if m == "mimic":
+                    mimicked = np.stack(r.mimicked[:8])
             secs = time.perf_counter() - t0
             p, s = psnr(rec, clean_u8), ssim(rec, clean_u8)
             res[m] = p
+            recs[m] = (rec[:8], p[:8])
             pm, pci = mean_ci95(p)
             sm, sci = mean_ci95(s)
             row = {"task": task, "method": m, "n": len(p), "psnr_mean": pm, "psnr_ci95": pci, "ssim_mean": sm,
@@ -146,6 +156,8 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
                 for row in rows:
                     if row["task"] == task and row["method"] == "mimic":
                         row["oracle_gap_closed"] = float((res["mimic"].mean() - res["pgd"].mean()) / gap) if gap > 0 else None
+        if "pgd" in recs and "mimic" in recs:
+            _figure2(out / f"fig2_{task}.png", y_arr[:8], mimicked, recs, clean_u8[:8])
         write()  # partial results after every task (an interrupted run keeps what it measured)
     return write()
 
@@ -159,3 +171,63 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(f"| {r['task']} | {r['method']} | {r['n']} | {r['psnr_mean']:.2f} ± {r['psnr_ci95']:.2f} | "
                      f"{r['ssim_mean']:.3f} ± {r['ssim_ci95']:.3f} | {g} | {c} |")
     return "\n".join(lines) + "\n"
+
+
+def _tracer(trace: list, clean_u8: np.ndarray):
+    """A solve callback recording, for the first group of the first call, the PSNR of G(z) against the clean
+    images and the group's L_obs after the warm start and each outer iteration (the paper's Figures 1b and 5)."""
+    state = {"calls": 0}
+
+    def cb(t, x, fx, hist):
+        if t == 0:
+            state["calls"] += 1
+        if state["calls"] != 1:
+            return
+        k = min(len(clean_u8), x.shape[1])
+        p = psnr(to_uint8(x[0, :k]), clean_u8[:k])
+        trace.append({"t": t, "psnr": float(np.mean(p)), "obs": float(hist["obs"][-1][0])})
+
+    return cb
+
+
+def _figure2(path, obs, mimicked, recs, clean) -> None:
+    """The paper's Figure 2 layout: observed, estimated corruption f(x), PGD, MimicGAN, clean; PSNR under each."""
+    rows = [obs, mimicked, recs["pgd"][0], recs["mimic"][0], clean]
+    labels = ["observed", "f(x) (mimic)", "PGD", "MimicGAN", "clean"]
+    caps = [None, None, [f"{v:.1f} dB" for v in recs["pgd"][1]], [f"{v:.1f} dB" for v in recs["mimic"][1]], None]
+    save_png(path, labeled_grid(rows, row_labels=labels, captions=caps))
+
+
+def _trace_figures(out: Path, traces: dict) -> None:
+    if not traces:
+        return
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    for i, (task, tr) in enumerate(traces.items()):
+        col = f"C{i}"
+        for m, ls in (("mimic", "-"), ("pgd", "--")):
+            if m in tr:
+                axes[0].plot([e["t"] for e in tr[m]], [e["psnr"] for e in tr[m]], ls, color=col,
+                             label=f"{task} ({'MimicGAN' if m == 'mimic' else 'PGD'})")
+        if "mimic" in tr:
+            axes[1].plot([e["obs"] for e in tr["mimic"]], [e["psnr"] for e in tr["mimic"]], "o-", color=col, ms=3, label=task)
+    axes[0].set_xlabel("outer iteration (0 = after the warm start)")
+    axes[0].set_ylabel("PSNR of G(z) (dB), first group")
+    axes[0].legend(fontsize=6, ncol=2)
+    axes[0].set_title("PSNR vs outer iteration (paper Fig. 1b)")
+    axes[1].set_xlabel("surrogate loss L_obs (group mean)")
+    axes[1].set_ylabel("PSNR (dB)")
+    axes[1].invert_xaxis()
+    axes[1].legend(fontsize=6)
+    axes[1].set_title("surrogate loss vs PSNR (paper Fig. 5)")
+    fig.tight_layout()
+    tmp = out / ".fig_traces.tmp.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(out / "fig_traces.png")
