@@ -30,7 +30,7 @@ def test_bench_blind_quick(tmp_path, tiny_prior_dir):
 def test_bench_speed_runs(tiny_prior_dir):
     from mimic.bench.speed import bench_speed
 
-    rows = bench_speed(prior=str(tiny_prior_dir), devices=["cpu"], groups=(1, 2), batch=2, outer=1, warm=2)
+    rows = bench_speed(prior=str(tiny_prior_dir), devices=["cpu"], groups=(1, 2), batch=2, outer=1, warm=2, full=False)
     assert len(rows) == 2 and rows[1]["speedup_vs_loop"] > 0
     assert all(r["images_per_sec"] > 0 for r in rows)
 

@@ -295,8 +295,10 @@ def bench():
 @click.option("--groups", default="1,4", show_default=True, help="Comma-separated numbers of groups of 25 to batch.")
 @click.option("--device", "devices", multiple=True, type=click.Choice(["cpu", "cuda"]), help="Default: cpu and cuda when present.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write speed.json here.")
+@click.option("--projected", is_flag=True, help="Project the default schedule's time from per-step timings "
+              "instead of running it end to end.")
 @handle_errors
-def bench_speed_cmd(prior, task, groups, devices, out):
+def bench_speed_cmd(prior, task, groups, devices, out, projected):
     """Seconds per outer iteration, images/s of the default schedule, speed-up over a per-group loop."""
     from rich.table import Table
 
@@ -304,8 +306,9 @@ def bench_speed_cmd(prior, task, groups, devices, out):
     from ..io import save_json
 
     rows = bench_speed(prior=prior, task=task, devices=list(devices) or None,
-                       groups=tuple(int(g) for g in groups.split(",")))
-    t = Table(title=f"engine speed ({task}, default schedule, groups of 25)")
+                       groups=tuple(int(g) for g in groups.split(",")), full=not projected)
+    t = Table(title=f"engine speed ({task}, default schedule, groups of 25, "
+                    f"{'projected' if projected else 'measured end to end'})")
     for c in ("device", "groups", "images", "s / warm step", "s / outer it.", "s default schedule", "images/s",
               "loop s / outer it.", "speed-up vs loop"):
         t.add_column(c)
@@ -316,7 +319,11 @@ def bench_speed_cmd(prior, task, groups, devices, out):
                   f"{r['speedup_vs_loop']:.2f}x" if "speedup_vs_loop" in r else "-")
     _console().print(t)
     if out:
-        save_json(Path(out) / "speed.json", {"results": rows, "torch": __import__("torch").__version__})
+        import platform
+
+        save_json(Path(out) / "speed.json", {"results": rows, "torch": __import__("torch").__version__,
+                                             "cpu": platform.processor() or platform.machine(),
+                                             "cpu_count": __import__("os").cpu_count()})
 
 
 @bench.command("blind")
