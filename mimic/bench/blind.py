@@ -55,6 +55,7 @@ def _oracle(pr, task, y_u8, dev, batch_size, seed) -> np.ndarray:
 
 def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, device="auto", seed: int = 0, data=None,
                 methods=("pgd", "mimic", "oracle"), batch_size: int = 25, quick: bool = False,
+                supervised_steps: int = 1500,
                 overrides: dict | None = None, log=print) -> dict:
     """Run the benchmark; writes ``OUT/blind.json`` and ``OUT/blind.md``; returns the JSON dict."""
     from .. import priors as _p
@@ -77,7 +78,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
     for nm, im in zip(names, clean_u8):
         if not (out / "clean" / f"{nm}.png").exists():
             save_png(out / "clean" / f"{nm}.png", im)
-    rows, per_image, traces = [], {}, {}
+    rows, per_image, traces, supervised_info = [], {}, {}, {}
     prev = out / "blind.json"
     if prev.exists():  # resume: keep the tasks an earlier run with the same settings finished
         try:
@@ -105,6 +106,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
             "seconds": time.perf_counter() - t_all,
             "per_image": per_image,
             "traces": traces,
+            "supervised": supervised_info,
         }
         save_json(out / "blind.json", result)
         _trace_figures(out, traces)
@@ -123,6 +125,13 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
             t0 = time.perf_counter()
             if m == "oracle":
                 rec = _oracle(pr, task, y_arr, dev, batch_size, seed)
+            elif m == "supervised":  # not blind: trained on (corrupted, clean) pairs of training faces
+                from .supervised import apply_supervised, train_supervised
+
+                net, info = train_supervised(task, pr, _train_faces(pr, 256 if quick else None), device=dev, seed=seed,
+                                             steps=20 if quick else supervised_steps)
+                rec = apply_supervised(net, y_arr, dev)
+                supervised_info[task] = {k: v for k, v in info.items() if k != "history"}
             else:  # "pgd", "mimic", or "pgd_rK" / "mimic_rK" with K random restarts
                 base, _, rk = m.partition("_r")
                 ov = {**overrides, **({"restarts": int(rk)} if rk else {})}
@@ -231,3 +240,17 @@ def _trace_figures(out: Path, traces: dict) -> None:
     fig.savefig(tmp)
     plt.close(fig)
     tmp.replace(out / "fig_traces.png")
+
+
+def _train_faces(pr, n: int | None = None) -> np.ndarray:
+    """The prior's training faces (uint8 (N, 64, 64, 3)): the supervised reference trains on them."""
+    from ..data import default_data_root, list_images, load_image_folder, split_files
+
+    root = default_data_root() / "celeba"
+    files = list_images(root)
+    if not files:
+        from ..inputs import InputError
+
+        raise InputError(f"{root}: no CelebA training faces for the supervised reference")
+    train = split_files(files, holdout=pr.card.get("split", {}).get("holdout", 1000)).train
+    return load_image_folder(train[:n] if n else train, size=pr.resolution)

@@ -331,20 +331,23 @@ def bench_speed_cmd(prior, task, groups, devices, out, projected):
 @click.option("--prior", default="celeba64", show_default=True)
 @click.option("--tasks", default="gray_blur,stylize,negative,stuck_pixels,occlusion,inpainting", show_default=True)
 @click.option("--n", default=200, show_default=True, help="Held-out test faces per task.")
-@click.option("--methods", default="pgd,mimic,oracle", show_default=True)
+@click.option("--methods", default="pgd,pgd_r4,mimic,blind,oracle,supervised", show_default=True,
+              help="pgd, mimic, blind (task-agnostic preset), pgd_rK / mimic_rK (K restarts), oracle (corruption "
+                   "known), supervised (trained on corrupted/clean pairs).")
+@click.option("--supervised-steps", default=1500, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--quick", is_flag=True, help="8 faces and a short schedule (a smoke run).")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Clean faces to use instead of the held-out test split.")
 @schedule_options
 @handle_errors
-def bench_blind_cmd(out, prior, tasks, n, methods, device, seed, quick, data, **kw):
+def bench_blind_cmd(out, prior, tasks, n, methods, supervised_steps, device, seed, quick, data, **kw):
     """Six blind tasks: MimicGAN vs PGD vs oracle on held-out faces (PSNR/SSIM with 95% CIs)."""
     from ..bench.blind import bench_blind
 
     ov = _pop_overrides(kw)
     r = bench_blind(out, prior=prior, tasks=tuple(tasks.split(",")), n=n, methods=tuple(methods.split(",")),
-                    device=device, seed=seed, quick=quick, data=data, overrides=ov,
+                    device=device, seed=seed, quick=quick, data=data, overrides=ov, supervised_steps=supervised_steps,
                     log=lambda m: click.echo(m, err=True))
     click.echo((Path(out) / "blind.md").read_text())
 
