@@ -49,3 +49,28 @@ def test_cli_on_examples(tmp_path):
     assert res.exit_code == 0, res.output
     assert len(list((tmp_path / "o" / "recovered").glob("*.png"))) == len(list((EXAMPLES / "gray_blur").glob("*.png")))
     assert "PSNR" in res.output
+
+
+def test_shipped_classifier_accuracy(fmnist_root):
+    from mimic.data import load_fmnist
+    from mimic.priors import load_classifier
+    from mimic.priors.train import evaluate_classifier
+
+    x, y = load_fmnist(fmnist_root, "test")
+    clf = load_classifier("fmnist_classifier")
+    acc = evaluate_classifier(clf, to_tensor(x[:3000]), torch.from_numpy(y[:3000]))
+    assert acc >= 90.0, acc  # 93.3% on all 10,000 (model card); a subset keeps the test fast
+
+
+def test_altered_classifier_is_refused(tmp_path):
+    import shutil
+
+    from mimic.priors import PriorError, load_classifier, pretrained_dir
+
+    d = tmp_path / "clf"
+    shutil.copytree(pretrained_dir() / "fmnist_classifier", d)
+    with open(d / "classifier.safetensors", "r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"\0\0\0\1")
+    with pytest.raises(PriorError, match="classifier.safetensors"):
+        load_classifier(d)
