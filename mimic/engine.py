@@ -72,6 +72,8 @@ class MimicConfig:
     #   group's median |y - f(G(z))| at that pixel: pixels that the surrogate cannot explain for the whole group
     #   (stuck columns, occluders) stop steering z
     robust_power: float = 4.0  # sharpness of the robust weights
+    robust_restart: bool = False  # restart z from its starting point once the first robust weights are known
+    robust_smooth: int = 1  # box filter size over the residual map before weighting (corruptions are spatially coherent)
 
     def latent_steps(self) -> int:
         """Total latent steps (PGD gets the same number)."""
@@ -303,6 +305,9 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
     def robust_weights(fx):
         r = (y - fx).abs()  # (S, B, C_obs, H, W)
         r = r.masked_fill(valid[:, :, None, None, None] == 0, float("nan")).nanmedian(dim=1, keepdim=True).values
+        if cfg.robust_smooth > 1:
+            k = cfg.robust_smooth
+            r = F.avg_pool2d(r.flatten(0, 2), k, stride=1, padding=k // 2, count_include_pad=False).view_as(r)
         scale = r.flatten(1).median(dim=1).values.clamp(min=1e-6).view(-1, 1, 1, 1, 1)  # (S, 1, 1, 1, 1)
         return (cfg.robust * scale / r.clamp(min=1e-6)).pow(cfg.robust_power).clamp(max=1.0)  # (S, 1, C_obs, H, W)
 
@@ -359,6 +364,10 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
     if cfg.robust and not pgd:
         with torch.no_grad():
             robust_w = robust_weights(f(gen(z)))
+            if cfg.robust_restart:
+                z0s = z0.repeat(K, 1, 1)[idx] if K > 1 else z0
+                z.copy_(z0s)
+                z_state.zero_()
     for _ in range(cfg.warm_steps - n_sel):
         latent_step(cfg.lr_warm)
 

@@ -122,10 +122,13 @@ def test_bench_blind_resumes(tmp_path, tiny_prior_dir):
     first = json.loads((tmp_path / "blind.json").read_text())["results"]
     r = CliRunner().invoke(cli, args + ["--tasks", "negative,stylize"])
     assert r.exit_code == 0, r.output
-    assert "resuming: negative" in r.output
+    assert "negative      pgd     resumed" in r.output and "negative      mimic   resumed" in r.output
     rows = json.loads((tmp_path / "blind.json").read_text())["results"]
     assert [x for x in rows if x["task"] == "negative"] == first
     assert {x["task"] for x in rows} == {"negative", "stylize"}
+    assert (tmp_path / "rec" / "stylize" / "mimic" / "0001.png").exists()
+    r = CliRunner().invoke(cli, args + ["--tasks", "stylize"])  # other tasks' rows are kept
+    assert {x["task"] for x in json.loads((tmp_path / "blind.json").read_text())["results"]} == {"negative", "stylize"}
 
 
 def test_supervised_reference_learns(faces, tiny_prior_dir):

@@ -80,20 +80,21 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
             save_png(out / "clean" / f"{nm}.png", im)
     rows, per_image, traces, supervised_info = [], {}, {}, {}
     prev = out / "blind.json"
-    if prev.exists():  # resume: keep the tasks an earlier run with the same settings finished
+    old_rows = {}
+    if prev.exists():  # resume: reuse every (task, method) an earlier run with the same settings measured
         try:
             old = json.loads(prev.read_text())
             st = old["settings"]
             if (st["n"], st["seed"], st["prior_sha256"], st["overrides"], st["batch_size"]) == \
                     (len(clean_u8), seed, pr.sha256, overrides, batch_size):
-                done = {t for t in tasks if {m for r in old["results"] if r["task"] == t for m in [r["method"]]} >= set(methods)}
-                rows = [r for r in old["results"] if r["task"] in done and r["method"] in methods]
-                per_image = {t: v for t, v in old["per_image"].items() if t in done}
-                traces = {t: v for t, v in old.get("traces", {}).items() if t in done}
-                if done:
-                    log(f"resuming: {', '.join(sorted(done))} already measured in {prev}")
+                old_rows = {(r["task"], r["method"]): r for r in old["results"]}
+                # tasks of the earlier run that this run does not repeat are kept as they were
+                rows = [r for r in old["results"] if r["task"] not in tasks]
+                per_image = {t: v for t, v in old["per_image"].items() if t not in tasks}
+                traces = old.get("traces", {})
+                supervised_info = old.get("supervised", {})
         except (KeyError, ValueError):
-            rows, per_image = [], {}
+            old_rows = {}
     t_all = time.perf_counter()
     def write():
         result = {
@@ -114,8 +115,6 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
         return result
 
     for task in tasks:
-        if task in per_image:
-            continue
         corrupt_folder(out / "clean", out / "obs" / task, task=task, seed=seed)
         y_u8 = [read_image(out / "obs" / task / f"{nm}.png") for nm in names]
         y_arr = np.stack(y_u8)
@@ -123,7 +122,14 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
         res, recs, mimicked = {}, {}, None
         for m in methods:
             t0 = time.perf_counter()
-            if m == "oracle":
+            rec_dir = out / "rec" / task / m
+            resumed = (task, m) in old_rows and all((rec_dir / f"{nm}.png").exists() for nm in names)
+            if resumed:
+                rec = np.stack([read_image(rec_dir / f"{nm}.png") for nm in names])
+                log(f"{task:13s} {m:7s} resumed from {rec_dir}")
+                if m == "mimic" and (rec_dir / "mimicked").exists():
+                    mimicked = np.stack([read_image(rec_dir / "mimicked" / f"{nm}.png") for nm in names[:8]])
+            elif m == "oracle":
                 rec = _oracle(pr, task, y_arr, dev, batch_size, seed)
             elif m == "supervised":  # not blind: trained on (corrupted, clean) pairs of training faces
                 from .supervised import apply_supervised, train_supervised
@@ -144,7 +150,14 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
                     traces.setdefault(task, {})[m] = trace
                 if m == "mimic":
                     mimicked = np.stack(r.mimicked[:8])
+                    for nm, im in zip(names[:8], mimicked):
+                        save_png(rec_dir / "mimicked" / f"{nm}.png", im)
             secs = time.perf_counter() - t0
+            if resumed:
+                secs = old_rows[(task, m)]["seconds"]
+            else:
+                for nm, im in zip(names, rec):
+                    save_png(rec_dir / f"{nm}.png", im)
             p, s = psnr(rec, clean_u8), ssim(rec, clean_u8)
             res[m] = p
             recs[m] = (rec[:8], p[:8])
