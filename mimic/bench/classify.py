@@ -69,7 +69,7 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
     overrides = dict(overrides or {})
     if quick:
         n = min(n, 25)
-        overrides = {"warm_steps": 20, "T": 2, "T1": 5, "T2": 5, **overrides}
+        overrides = {"warm_steps": 20, "T": 2, "T1": 5, "T2": 5, "restarts": 1, **overrides}
     clean_u8, labels, idx = fmnist_test_subset(n, seed, data)
     clean = to_tensor(clean_u8)  # (n, 1, 28, 28) in [-1, 1]
     t_all = time.perf_counter()

@@ -120,7 +120,7 @@ def bench_defense(out, *, prior="fmnist28", classifier="fmnist_classifier", atta
     if quick:
         n, n_adaptive, adaptive_steps, restarts = min(n, 20), min(n_adaptive, 10), min(adaptive_steps, 2), min(restarts, 2)
         alphas = tuple(alphas[:2])
-        overrides = {"warm_steps": 20, "T": 2, "T1": 5, "T2": 5, **overrides}
+        overrides = {"warm_steps": 20, "T": 2, "T1": 5, "T2": 5, "restarts": 1, **overrides}
     n_universal = n if n_universal is None else n_universal
     # the 500 evaluated images, and 15 further test images for the universal perturbation
     clean_u8, labels, idx = fmnist_test_subset(n + 15, seed, data)

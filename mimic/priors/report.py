@@ -26,6 +26,9 @@ __all__ = ["prior_report", "heldout_images", "roc_auc", "write_card_markdown", "
 
 # the projection uses the engine's PGD with its default latent budget
 PROJECTION_CONFIG = MimicConfig()
+#: Fashion-MNIST's fully connected generator has many poor local optima from z0: on 100 test images the
+#: classifier keeps 72% of the projections' classes without restarts and 85% with 4 (PSNR 19.6 -> 21.3 dB).
+PROJECTION_CONFIGS = {"dcgan64": PROJECTION_CONFIG, "fmnist28": MimicConfig(restarts=4)}
 
 
 def roc_auc(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -66,10 +69,13 @@ def heldout_images(prior, n: int, data=None, which: str = "test") -> tuple[np.nd
 
 def prior_report(name_or_path, *, data=None, n: int = 200, device="cpu", batch_size: int = 25,
                  groups_per_call: int = 2, write_card: bool = True, progress: bool = True,
-                 classifier=None, cfg: MimicConfig = PROJECTION_CONFIG) -> dict:
+                 classifier=None, cfg: MimicConfig | None = None) -> dict:
     """Measure a prior's quality figures (see module docstring); returns them as a dict."""
     t0 = time.perf_counter()
     pr = load_prior(name_or_path, device=device)
+    if cfg is None:
+        arch = json.loads((Path(pr.path) / "config.json").read_text()).get("arch")
+        cfg = PROJECTION_CONFIGS.get(arch, PROJECTION_CONFIG)
     clean_u8, source = heldout_images(pr, n, data)
     n = len(clean_u8)
     clean = to_tensor(clean_u8)
@@ -107,6 +113,7 @@ def prior_report(name_or_path, *, data=None, n: int = 200, device="cpu", batch_s
         "projection_ssim_mean": sm,
         "projection_ssim_ci95": sci,
         "projection_latent_steps": cfg.latent_steps(),
+        "projection_restarts": cfg.restarts,
         "d_logit_real_mean": float(d_real.mean()),
         "d_logit_fake_mean": float(d_fake.mean()),
         "d_auc": roc_auc(d_real, d_fake),
