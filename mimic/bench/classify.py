@@ -83,6 +83,24 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
         per_image.setdefault(corr, {})[method] = pred.tolist()
         log(f"{corr:14s} {method:9s} accuracy {acc:5.1f}% ± {ci:.1f}  ({secs:.0f} s)")
 
+    def write():
+        result = {
+            "bench": "classify",
+            "results": rows,
+            "paper_fig3": {k: dict(zip(("observed", "pgd", "mimic"), v)) for k, v in PAPER_FIG3.items()},
+            "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "classifier": str(classifier), "n": len(labels),
+                         "seed": seed, "device": str(dev), "batch_size": batch_size, "overrides": overrides,
+                         "quick": quick, "test_indices": "numpy default_rng(seed).choice(10000, n), sorted",
+                         "configs": {c: get_task(c).config.replace(**overrides).__dict__ for c in corruptions}},
+            "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
+            "seconds": time.perf_counter() - t_all,
+            "per_image": per_image,
+        }
+        save_json(out / "classify.json", result)
+        (out / "classify.md").write_text(markdown_table(rows))
+        _figures(out, rows, samples, corruptions, methods)
+        return result
+
     add("none", "clean", predict(clf, clean, dev))
     for corr in corruptions:
         t = get_task(corr)
@@ -96,22 +114,8 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
             r = recover(y, task=corr, method=base, prior=pr, batch_size=batch_size, device=dev, seed=seed, **ov)
             add(corr, m, predict(clf, r.tensor, dev), time.perf_counter() - t0)
             samples[corr][m] = r.tensor[:10]
-    result = {
-        "bench": "classify",
-        "results": rows,
-        "paper_fig3": {k: dict(zip(("observed", "pgd", "mimic"), v)) for k, v in PAPER_FIG3.items()},
-        "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "classifier": str(classifier), "n": len(labels),
-                     "seed": seed, "device": str(dev), "batch_size": batch_size, "overrides": overrides,
-                     "quick": quick, "test_indices": "numpy default_rng(seed).choice(10000, n), sorted",
-                     "configs": {c: get_task(c).config.replace(**overrides).__dict__ for c in corruptions}},
-        "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "seconds": time.perf_counter() - t_all,
-        "per_image": per_image,
-    }
-    save_json(out / "classify.json", result)
-    (out / "classify.md").write_text(markdown_table(rows))
-    _figures(out, rows, samples, corruptions, methods)
-    return result
+        write()  # partial results after every corruption
+    return write()
 
 
 def markdown_table(rows: list[dict]) -> str:
