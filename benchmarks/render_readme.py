@@ -63,7 +63,7 @@ def fmnist_section() -> str:
         ("fmnist28 training", f"{tr.get('epochs')} epochs ({tr.get('steps')} steps), seed {tr.get('seed')}, "
                               f"{tr.get('train_seconds', 0) / 60:.0f} min on {tr.get('hardware')}, {tr.get('generator_weights')} generator weights"),
         ("held-out images", q.get("heldout_source")),
-        ("projection PSNR", f"{q['projection_psnr_mean']:.2f} ± {q['projection_psnr_ci95']:.2f} dB (n = {q['n_images']})"),
+        ("projection PSNR", f"{q['projection_psnr_mean']:.2f} ± {q['projection_psnr_ci95']:.2f} dB (n = {q['n_images']}; PGD, {q.get('projection_latent_steps')} steps, best of {q.get('projection_restarts', 1)} starts)"),
         ("projection SSIM", f"{q['projection_ssim_mean']:.3f} ± {q['projection_ssim_ci95']:.3f}"),
         ("D logit, real vs generated", f"{q['d_logit_real_mean']:.2f} vs {q['d_logit_fake_mean']:.2f} (ROC AUC {q['d_auc']:.3f})"),
         ("classifier accuracy: clean / PGD projection",

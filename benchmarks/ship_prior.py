@@ -37,7 +37,10 @@ CARDS = {
         "summary": "The MimicGAN paper's Fashion-MNIST GAN prior, 28x28 gray in [-1,1], z in [-1,1]^100",
         "architecture": "G: FC 100->1024 +ReLU+BN, FC 1024->128*7*7 +ReLU+BN, reshape, ConvT 4x4 s2 128->64 +ReLU (14x14), "
                         "ConvT 4x4 s2 64->1 +tanh (28x28). D: Conv 4x4 s2 1->64 +BN+LeakyReLU, Conv 4x4 s2 64->128 "
-                        "+BN+LeakyReLU, FC 128*7*7->1024 +LeakyReLU+BN, FC 1024->1 (logit). As in the paper.",
+                        "+BN+LeakyReLU, FC 128*7*7->1024 +LeakyReLU+BN, FC 1024->1 (logit). The paper's layers; batch norm is applied "
+                        "before each activation, as in the reference TensorFlow DCGAN code: in the literal order "
+                        "(LeakyReLU, BN, then the last linear layer) D's mean logit is the same on every batch, and "
+                        "training stalled at D loss 2 log 2 for two epochs.",
         "data": "Fashion-MNIST (Zalando SE), official 60,000 training images; the official 10,000 test images are held out.",
         "terms": "Fashion-MNIST is MIT-licensed (Zalando SE).",
         "preprocessing": "uint8 28x28 scaled to [-1,1]; no augmentation.",
