@@ -41,7 +41,15 @@ def blind_section() -> str:
     head = (f"{st['n']} held-out test faces per task ({st['faces']}), prior sha256 "
             f"{st['prior_sha256'].get('generator.safetensors', '')[:12]}…, device {st['device']}, "
             f"overrides {st['overrides'] or 'none'}; {res['seconds'] / 60:.0f} min in all.")
-    return head + "\n\n" + (p / "blind.md").read_text()
+    figs = ["", "Figure 2 layout (rows: observed, the surrogate's estimate f(x), PGD, MimicGAN, clean; PSNR under "
+                "each image), first 8 faces per task:", ""]
+    for t in dict.fromkeys(r["task"] for r in res["results"]):
+        if (p / f"fig2_{t}.png").exists():
+            figs += [f"`{t}`", "", f"![{t}](benchmarks/results/blind/fig2_{t}.png)", ""]
+    if (p / "fig_traces.png").exists():
+        figs += ["PSNR against outer iteration and surrogate loss against PSNR (first group of each task):", "",
+                 "![traces](benchmarks/results/blind/fig_traces.png)"]
+    return head + "\n\n" + (p / "blind.md").read_text() + "\n".join(figs)
 
 
 def speed_section() -> str:
