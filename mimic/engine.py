@@ -66,6 +66,8 @@ class MimicConfig:
     # --- starts ---
     restarts: int = 1  # independent starts (first at z0, others U(-1,1)); the lowest L_obs is kept
     pgd_one_channel: str = "broadcast"  # PGD with a 1-channel y: "broadcast" (blind) or "mean" (knows it is gray)
+    obs_norm: str = "l1"  # "l1" (paper) or "l2": the surrogate's L_obs norm (an L1 surrogate fit is the per-pixel median,
+    #   which is uninformative when most pixels are destroyed, e.g. 70% dropped: the median is black whatever x is)
     # --- robust observation weights (blind; this project's addition, see docs/TUNING.md) ---
     robust: float = 0.0  # 0 = off. Otherwise, from the candidate selection on and at each outer iteration,
     #   every pixel of a group gets the latent loss weight min(1, (robust * median r / r)^robust_power), r = the
@@ -133,6 +135,11 @@ def rmsprop_step(params, grads, states, lr: float, scale: torch.Tensor, alpha: f
 def _obs_l1(y: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
     """Mean |y - f(x)| per image: (S, B, C_obs|C, H, W) -> (S, B); broadcasts a 1-channel side."""
     return (y - fx).abs().mean(dim=(2, 3, 4))
+
+
+def _obs_l2(y: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+    """Mean (y - f(x))^2 per image: (S, B, C_obs|C, H, W) -> (S, B)."""
+    return (y - fx).square().mean(dim=(2, 3, 4))
 
 
 def losses(y, x, fx, logits, cfg: MimicConfig, obs=_obs_l1):
@@ -292,6 +299,9 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             return operator(x.reshape(S * B, cin, H, W)).reshape(S, B, cobs, H, W)
         return _identity_view(x, cobs, cfg.pgd_one_channel) if pgd else surrogate(x)
 
+    if cfg.obs_norm not in ("l1", "l2"):
+        raise ValueError(f"obs_norm must be 'l1' or 'l2', got {cfg.obs_norm!r}")
+    base_obs = _obs_l2 if (cfg.obs_norm == "l2" and not pgd) else _obs_l1
     robust_w = None  # (S, 1, C_obs, H, W) blind per-pixel weights (cfg.robust), set during the alternation
 
     def obs_l1(yy, fx):  # L_obs per image, weighted by the known mask (oracle) or the robust weights
@@ -299,7 +309,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         if robust_w is not None:
             w = robust_w if w is None else w * robust_w
         if w is None:
-            return _obs_l1(yy, fx)
+            return base_obs(yy, fx)
         return ((yy - fx).abs() * w).mean(dim=(2, 3, 4)) / w.mean(dim=(2, 3, 4)).clamp(min=1e-6)
 
     def robust_weights(fx):
@@ -334,7 +344,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
 
     def surrogate_step(x):
         fx = surrogate(x)
-        l_obs = _obs_l1(y, fx)
+        l_obs = base_obs(y, fx)
         loss = l_obs
         if lam_I:
             loss = loss + lam_I * (fx - x).abs().mean(dim=(2, 3, 4))
