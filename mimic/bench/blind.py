@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from .report_utils import pyplot, save_figure
 from ..api import recover, resolve_device
 from ..corruptions import get_corruption
 from ..engine import solve
@@ -223,12 +224,8 @@ def _figure2(path, obs, mimicked, recs, clean) -> None:
 def _trace_figures(out: Path, traces: dict) -> None:
     if not traces:
         return
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:  # the figures are optional; the tables and JSON are not
         return
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
     for i, (task, tr) in enumerate(traces.items()):
@@ -249,10 +246,7 @@ def _trace_figures(out: Path, traces: dict) -> None:
     axes[1].legend(fontsize=6)
     axes[1].set_title("surrogate loss vs PSNR (paper Fig. 5)")
     fig.tight_layout()
-    tmp = out / ".fig_traces.tmp.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out / "fig_traces.png")
+    save_figure(fig, out / "fig_traces.png")
 
 
 def _train_faces(pr, n: int | None = None) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from .report_utils import pyplot, save_figure
 from ..api import recover, resolve_device
 from ..corruptions import get_corruption
 from ..data import default_data_root, load_fmnist
@@ -136,12 +137,8 @@ def _figures(out: Path, rows, samples, corruptions, methods) -> None:
         order = ["clean", "observed", *methods]
         tiles = np.concatenate([to_uint8(d[k]) for k in order if k in d])
         save_png(out / f"classify_{corr}.png", make_grid(tiles, ncol=len(d["clean"])))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # the figure is optional; the table and JSON are not
+    plt = pyplot()
+    if plt is None:  # the figures are optional; the tables and JSON are not
         return
     cats = [c for c in corruptions]
     ms = ["observed", *methods]
@@ -159,7 +156,4 @@ def _figures(out: Path, rows, samples, corruptions, methods) -> None:
     ax.legend(fontsize=8, ncol=2)
     ax.set_title("Fashion-MNIST: accuracy after test-time recovery")
     fig.tight_layout()
-    tmp = out / ".classify.png.tmp.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out / "classify.png")
+    save_figure(fig, out / "classify.png")

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
+from .report_utils import pyplot, save_figure
 from ..api import recover, resolve_device
 from ..inputs import InputError
 from ..io import save_json, save_png, to_tensor, to_uint8
@@ -215,12 +216,8 @@ def _figures(out: Path, rows, adv_store, clean, alphas) -> None:
     for a, d in adv_store.items():
         tiles = np.concatenate([to_uint8(clean)] + [to_uint8(v) for v in d.values()])
         save_png(out / f"defense_{a}.png", make_grid(tiles, ncol=len(clean)))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:  # the figures are optional; the tables and JSON are not
         return
     acc = {(r["attack"], r["method"]): r["accuracy"] for r in rows}
     fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
@@ -234,7 +231,4 @@ def _figures(out: Path, rows, adv_store, clean, alphas) -> None:
     ax.legend(fontsize=8)
     ax.set_title("Universal perturbation (Fashion-MNIST)")
     fig.tight_layout()
-    tmp = out / ".defense_universal.tmp.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out / "defense_universal.png")
+    save_figure(fig, out / "defense_universal.png")
