@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from mimic.api import recover
+from mimic.bench.reconstruct import CORRUPTIONS as PAJOT
 from mimic.corruptions import get_corruption
 from mimic.data import default_data_root, list_images, load_image_folder, split_files
 from mimic.io import to_tensor, to_uint8
@@ -53,10 +54,15 @@ def main():
     clean = to_tensor(clean_u8)
     rows = []
     for task in args.task:
-        t = get_task(task)
-        y = get_corruption(t.corruption)(clean, generator=torch.Generator().manual_seed(0))
+        label = task
+        if task in PAJOT:  # Pajot et al.'s corruptions (bench reconstruct): recovered with the blind preset
+            reg, kw = PAJOT[task]
+            corr, task = get_corruption(reg, **kw), "blind"
+        else:
+            corr = get_corruption(get_task(task).corruption)
+        y = corr(clean, generator=torch.Generator().manual_seed(0))
         y_u8 = to_uint8(y)
-        res = {"task": task, "observed": float(psnr(y_u8, clean_u8).mean())}
+        res = {"task": label, "observed": float(psnr(y_u8, clean_u8).mean())}
         if not args.no_pgd:
             t0 = time.time()
             r = recover(y_u8, task=task, method="pgd", prior=args.prior, device="cpu", groups_per_call=args.gpc,

@@ -116,7 +116,7 @@ def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, ba
     name_to_path = {str(p): p for p in todo}
     stems = [_rel_stem(name_to_path[nm], inp) for nm in prep.names]
     # process in chunks so that an interruption keeps every finished group
-    gpc = groups_per_call or (64 if dev.type == "cuda" else 2)
+    gpc = groups_per_call or (64 if dev.type == "cuda" else 1)
     chunk = batch_size * gpc
     group_offset = 1 + max([r.get("group", -1) for r in per_image.values()], default=-1)
     restarted = []

@@ -105,7 +105,7 @@ def dip(y: torch.Tensor, keep: torch.Tensor | None, *, steps: int = 1500, lr: fl
 
 def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), n: int = 200, device="auto",
                       seed: int = 0, methods=("mimic", "pgd", "tv", "biharmonic", "dip"), data=None,
-                      quick: bool = False, dip_steps: int = 1500, overrides: dict | None = None, log=print) -> dict:
+                      quick: bool = False, dip_steps: int = 1500, dip_n: int | None = None, overrides: dict | None = None, log=print) -> dict:
     """Run the benchmark; writes ``OUT/reconstruct.json`` and ``OUT/reconstruct.md``."""
     from ..priors.report import heldout_images
 
@@ -119,7 +119,7 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
         dip_steps = min(dip_steps, 20)
     clean_u8, source = heldout_images(pr, n, data=data, which="test")
     clean = to_tensor(clean_u8)
-    rows, per_image = [], {}
+    rows, per_image, figures = [], {}, {}
     t_all = time.perf_counter()
     for cname in corruptions:
         reg, kw = CORRUPTIONS[cname]
@@ -128,7 +128,7 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
         keep = corr.known_mask(clean, y)
         y_u8 = to_uint8(y)
         keep_np = None if keep is None else keep.expand_as(y).permute(0, 2, 3, 1).numpy() > 0.5
-        per_image[cname] = {}
+        per_image[cname], recs = {}, {}
         for m in methods:
             if m == "tv" and reg != "convolve_noise":
                 continue
@@ -141,14 +141,16 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
                 rec = tv_denoise(y_u8)
             elif m == "biharmonic":
                 rec = biharmonic(y_u8, keep_np)
-            elif m == "dip":
-                rec = to_uint8(dip(to_tensor(y_u8).to(dev), None if keep is None else keep.to(dev), steps=dip_steps, seed=seed))
+            elif m == "dip":  # one network per image: on a CPU, --dip-n limits it to the first images
+                k = len(y_u8) if dip_n is None else min(dip_n, len(y_u8))
+                rec = to_uint8(dip(to_tensor(y_u8[:k]).to(dev), None if keep is None else keep[:k].to(dev),
+                                   steps=dip_steps, seed=seed))
             else:
                 raise ValueError(f"unknown method {m!r}")
             secs = time.perf_counter() - t0
-            rt = to_tensor(rec)
-            mse_pm1 = ((rt - clean) ** 2).mean(dim=(1, 2, 3)).numpy()  # on [-1, 1]
-            p, s = psnr(rec, clean_u8), ssim(rec, clean_u8)
+            rt, k = to_tensor(rec), len(rec)
+            mse_pm1 = ((rt - clean[:k]) ** 2).mean(dim=(1, 2, 3)).numpy()  # on [-1, 1]
+            p, s = psnr(rec, clean_u8[:k]), ssim(rec, clean_u8[:k])
             row = {"task": cname, "corruption": cname, "method": m, "n": len(p)}
             for k, v in (("mse", mse_pm1), ("psnr", p), ("ssim", s)):
                 row[f"{k}_mean"], row[f"{k}_ci95"] = mean_ci95(v)
@@ -158,16 +160,32 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
             rows.append(row)
             per_image[cname][m] = {"mse": mse_pm1.tolist(), "psnr": p.tolist(), "ssim": s.tolist()}
             log(f"{cname:26s} {m:10s} MSE {row['mse_mean']:.4f}  PSNR {row['psnr_mean']:.2f}  ({secs:.0f} s)")
-            save_png(out / "figures" / f"{cname}_{m}.png", make_grid(np.concatenate([y_u8[:8], rec[:8], clean_u8[:8]]), ncol=min(8, len(rec))))
+            recs[m] = rec[:8]
+        # one figure per corruption: rows observed / each method / clean, first 8 faces
+        k8 = min(8, len(y_u8), *(len(r) for r in recs.values()))
+        save_png(out / "figures" / f"{cname}.png",
+                 make_grid(np.concatenate([y_u8[:k8], *(r[:k8] for r in recs.values()), clean_u8[:k8]]), ncol=k8))
+        figures[cname] = {"file": f"figures/{cname}.png", "rows": ["observed", *recs, "clean"]}
+        result = _write(out, rows, per_image, pr, source, len(clean_u8), seed, dev, overrides, dip_steps, dip_n, quick,
+                        time.perf_counter() - t_all, figures)
+    return result
+
+
+def _write(out, rows, per_image, pr, source, n, seed, dev, overrides, dip_steps, dip_n, quick, seconds, figures):
+    """Write OUT/reconstruct.json and OUT/reconstruct.md (after every corruption: a partial run keeps its rows)."""
     result = {"bench": "reconstruct", "results": rows,
-              "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "faces": source, "n": len(clean_u8),
-                           "seed": seed, "device": str(dev), "overrides": overrides, "dip_steps": dip_steps, "quick": quick},
+              "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "faces": source, "n": n, "seed": seed,
+                           "device": str(dev), "overrides": overrides, "dip_steps": dip_steps, "dip_n": dip_n,
+                           "quick": quick},
+              "figures": figures,
               "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
-              "seconds": time.perf_counter() - t_all, "per_image": per_image}
+              "seconds": seconds, "per_image": per_image}
     save_json(out / "reconstruct.json", result)
     lines = ["| corruption | method | n | MSE [-1,1] | PSNR (dB) | SSIM | Pajot et al. MSE |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['corruption']} | {r['method']} | {r['n']} | {r['mse_mean']:.4f} | {r['psnr_mean']:.2f} ± {r['psnr_ci95']:.2f} | "
                      f"{r['ssim_mean']:.3f} | {r.get('pajot_unsupervised_mse', '')} |")
-    (out / "reconstruct.md").write_text("\n".join(lines) + "\n")
+    tmp = out / "reconstruct.md.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(out / "reconstruct.md")
     return result

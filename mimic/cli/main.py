@@ -360,17 +360,19 @@ def bench_blind_cmd(out, prior, tasks, n, methods, supervised_steps, device, see
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--dip-steps", default=1500, show_default=True)
+@click.option("--dip-n", type=int, default=None, help="Deep Image Prior on the first N images only (one network per image; slow on a CPU).")
 @click.option("--quick", is_flag=True)
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Clean faces instead of the held-out test split.")
 @schedule_options
 @handle_errors
-def bench_reconstruct_cmd(out, prior, n, methods, device, seed, dip_steps, quick, data, **kw):
+def bench_reconstruct_cmd(out, prior, n, methods, device, seed, dip_steps, dip_n, quick, data, **kw):
     """Pajot et al.'s corruptions: MimicGAN, PGD, TV, biharmonic inpainting, Deep Image Prior (MSE, PSNR)."""
     from ..bench.reconstruct import bench_reconstruct
 
     ov = _pop_overrides(kw)
     bench_reconstruct(out, prior=prior, n=n, methods=tuple(methods.split(",")), device=device, seed=seed,
-                      dip_steps=dip_steps, quick=quick, data=data, overrides=ov, log=lambda m: click.echo(m, err=True))
+                      dip_steps=dip_steps, dip_n=dip_n, quick=quick, data=data, overrides=ov,
+                      log=lambda m: click.echo(m, err=True))
     click.echo((Path(out) / "reconstruct.md").read_text())
 
 
