@@ -92,6 +92,7 @@ def _bench_section(name: str, figures=()) -> str:
     head = (f"n = {st['n']}, seed {st['seed']}, device {st['device']}, prior sha256 "
             f"{st['prior_sha256'].get('generator.safetensors', '')[:12]}…, overrides {st.get('overrides') or 'none'}; "
             f"{res['seconds'] / 60:.0f} min in all.")
+    figures = list(figures) + [f["file"] for f in (res.get("figures") or {}).values()]
     figs = "".join(f"\n![{f}](benchmarks/results/{name}/{f})" for f in figures if (p / f).exists())
     return head + "\n\n" + (p / f"{name}.md").read_text() + figs
 

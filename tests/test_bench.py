@@ -60,6 +60,31 @@ def test_biharmonic_fills_holes_better_than_zeros():
     assert np.abs(rec.astype(int) - img).mean() < np.abs(obs.astype(int) - img).mean() / 3
 
 
+def test_dip_networks_fitted_together_are_independent():
+    import torch
+
+    from mimic.bench.reconstruct import dip
+
+    y = torch.rand(2, 3, 16, 16) * 2 - 1
+    y2 = y.clone()
+    y2[1] = -y2[1]  # change only the second observation
+    a, b = dip(y, None, steps=5, chunk=2), dip(y2, None, steps=5, chunk=2)
+    assert torch.equal(a[0], b[0])  # the first network never sees the second image
+    assert not torch.equal(a[1], b[1])
+
+
+def test_dip_fits_the_observed_pixels():
+    import torch
+
+    from mimic.bench.reconstruct import dip
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(1, 3, 16, 16, generator=g) * 2 - 1
+    keep = (torch.rand(1, 1, 16, 16, generator=g) > 0.5).float()
+    err = lambda r: (((r - y) ** 2) * keep).sum() / keep.expand_as(y).sum()  # noqa: E731
+    assert err(dip(y, keep, steps=150)) < 0.5 * err(dip(y, keep, steps=1))
+
+
 def test_bench_classify_quick(tmp_path, tiny_fmnist_dirs, fmnist_root):
     prior, clf = tiny_fmnist_dirs
     r = CliRunner().invoke(cli, ["bench", "classify", "--quick", "--out", str(tmp_path), "--prior", str(prior),

@@ -139,6 +139,27 @@ def bench_defense(out, *, prior="fmnist28", classifier="fmnist_classifier", atta
         per_image.setdefault(attack, {})[method] = pred.tolist()
         log(f"{attack:16s} {method:12s} accuracy {acc:5.1f}% ± {ci:.1f}  ({secs:.0f} s)")
 
+    def save():  # after every attack and at the end: an interrupted run keeps what it measured
+        result = {
+            "bench": "defense",
+            "results": rows,
+            "paper_fig4": {k: dict(zip(("none", "cowboy", "defense_gan", "mimic"), v)) for k, v in PAPER_FIG4.items()},
+            "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "classifier": str(classifier), "n": n,
+                         "seed": seed, "device": str(dev), "attacks": {a: ATTACKS[a] for a in attacks},
+                         "attack_scale": "budgets on [0, 1] pixels", "restarts": restarts, "clean_batch": 100,
+                         "universal": {"source_images": 15, "alphas": list(alphas), "n": n_universal},
+                         "bpda": {"n": n_adaptive, "steps": adaptive_steps, "eps": 0.3}, "overrides": overrides,
+                         "quick": quick},
+            "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
+            "seconds": time.perf_counter() - t_all,
+            "per_image": per_image,
+        }
+        save_json(out / "defense.json", result)
+        tmp = out / "defense.md.tmp"
+        tmp.write_text(markdown_table(rows))
+        tmp.replace(out / "defense.md")
+        return result
+
     for d in defenses:  # the cost of each defense on clean images
         t0 = time.perf_counter()
         add("none", d, predict(clf, clean_images(x, d, **kw), dev), labels, time.perf_counter() - t0)
@@ -156,6 +177,7 @@ def bench_defense(out, *, prior="fmnist28", classifier="fmnist_classifier", atta
             add(a, d, predict(clf, xc, dev), labels, time.perf_counter() - t0)
             rows[-1].update({"linf": linf, "l2": l2})
             adv_store[a][d] = xc[:8]
+        save()
     # universal perturbation: the mean FGSM perturbation of 15 other test images
     xr = to_tensor(rest_u8)
     delta = (torch.from_numpy(_attack("fgsm", est, xr.numpy(), rest_y, ATTACKS["fgsm"])) - xr).mean(0, keepdim=True)
@@ -180,22 +202,7 @@ def bench_defense(out, *, prior="fmnist28", classifier="fmnist_classifier", atta
             xa = (xb + (xa + step * g.sign().cpu() - xb).clamp(-eps, eps)).clamp(-1, 1)
         add("bpda", d, predict(clf, clean_images(xa, d, **kw), dev), labels[:n_adaptive], time.perf_counter() - t0)
         rows[-1]["params"] = {"eps": 0.3, "step": step / 2, "steps": adaptive_steps}
-    result = {
-        "bench": "defense",
-        "results": rows,
-        "paper_fig4": {k: dict(zip(("none", "cowboy", "defense_gan", "mimic"), v)) for k, v in PAPER_FIG4.items()},
-        "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "classifier": str(classifier), "n": n,
-                     "seed": seed, "device": str(dev), "attacks": {a: ATTACKS[a] for a in attacks},
-                     "attack_scale": "budgets on [0, 1] pixels", "restarts": restarts, "clean_batch": 100,
-                     "universal": {"source_images": 15, "alphas": list(alphas), "n": n_universal},
-                     "bpda": {"n": n_adaptive, "steps": adaptive_steps, "eps": 0.3}, "overrides": overrides,
-                     "quick": quick},
-        "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "seconds": time.perf_counter() - t_all,
-        "per_image": per_image,
-    }
-    save_json(out / "defense.json", result)
-    (out / "defense.md").write_text(markdown_table(rows))
+    result = save()
     _figures(out, rows, adv_store, x[:8], alphas)
     return result
 

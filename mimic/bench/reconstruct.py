@@ -62,44 +62,72 @@ def biharmonic(y_u8: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 
 class _DIPNet(nn.Module):
-    """A small encoder-decoder (Ulyanov et al.'s Deep Image Prior, reduced for 64x64)."""
+    """K independent Deep Image Prior networks (Ulyanov et al.'s encoder-decoder, reduced for 64x64).
 
-    def __init__(self, cin=32, ch=64, cout=3):
+    The K networks run as one grouped network: input (1, K*cin, H, W) -> output (1, K*cout, H, W).
+    With one image per network, BatchNorm normalises each channel over its own image, the
+    convolutions are grouped and Adam is elementwise, so this is exactly K separate fits.
+    """
+
+    def __init__(self, cin=32, ch=64, cout=3, k=1):
         super().__init__()
 
         def blk(a, b, s):
-            return nn.Sequential(nn.Conv2d(a, b, 3, s, 1), nn.BatchNorm2d(b), nn.LeakyReLU(0.2, True))
+            return nn.Sequential(nn.Conv2d(a * k, b * k, 3, s, 1, groups=k), nn.BatchNorm2d(b * k), nn.LeakyReLU(0.2, True))
 
         self.down = nn.Sequential(blk(cin, ch, 2), blk(ch, ch, 1), blk(ch, ch, 2), blk(ch, ch, 1))
         self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), blk(ch, ch, 1),
                                 nn.Upsample(scale_factor=2, mode="bilinear"), blk(ch, ch, 1),
-                                nn.Conv2d(ch, cout, 1))
+                                nn.Conv2d(ch * k, cout * k, 1, groups=k))
 
     def forward(self, z):
         return torch.tanh(self.up(self.down(z)))
 
 
-def dip(y: torch.Tensor, keep: torch.Tensor | None, *, steps: int = 1500, lr: float = 1e-2, seed: int = 0) -> torch.Tensor:
-    """Deep Image Prior, one network per image. y (N, C, H, W) in [-1, 1]; keep broadcastable mask or None."""
+def dip(y: torch.Tensor, keep: torch.Tensor | None, *, steps: int = 1500, lr: float = 1e-2, seed: int = 0,
+        chunk: int = 16) -> torch.Tensor:
+    """Deep Image Prior: one untrained network fitted to each observation (MSE, masked where ``keep`` is 1).
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        (N, C, H, W) float observations in [-1, 1].
+    keep : torch.Tensor or None
+        Known mask broadcastable to ``y`` (1 = observed), or None.
+    chunk : int
+        Networks fitted together (a grouped network; the result does not depend on it except
+        through the random initialisation, which is drawn per chunk from ``seed``).
+
+    Returns
+    -------
+    torch.Tensor
+        (N, C, H, W) in [-1, 1].
+    """
     outs = []
-    for i in range(y.shape[0]):
-        g = torch.Generator().manual_seed(seed + i)
-        torch.manual_seed(seed + i)
-        net = _DIPNet(cout=y.shape[1]).to(y.device)
-        z = (torch.rand(1, 32, *y.shape[2:], generator=g) * 0.1).to(y.device)
+    n, c, h, w = y.shape
+    for s in range(0, n, chunk):
+        yi = y[s : s + chunk]
+        k = len(yi)
+        torch.manual_seed(seed + s)
+        net = _DIPNet(cout=c, k=k).to(y.device)
+        g = torch.Generator().manual_seed(seed + s)
+        z = (torch.rand(1, 32 * k, h, w, generator=g) * 0.1).to(y.device)  # fixed noise input per network
         opt = torch.optim.Adam(net.parameters(), lr=lr)
-        yi = y[i : i + 1]
-        ki = None if keep is None else keep[i : i + 1].to(y)
+        target = yi.reshape(1, k * c, h, w)  # (k, C, H, W) -> (1, k*C, H, W)
+        ki = None if keep is None else keep[s : s + chunk].to(y).expand_as(yi).reshape(1, k * c, h, w)
         with torch.enable_grad():
             for _ in range(steps):
-                out = net(z)
-                err = (out - yi) ** 2
-                loss = (err * ki).sum() / ki.expand_as(err).sum().clamp(min=1) if ki is not None else err.mean()
+                err = ((net(z) - target) ** 2).view(k, c * h * w)  # per network
+                if ki is None:
+                    loss = err.mean(1).sum()
+                else:
+                    kk = ki.reshape(k, c * h * w)
+                    loss = ((err * kk).sum(1) / kk.sum(1).clamp(min=1)).sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
         with torch.no_grad():
-            outs.append(net(z))
+            outs.append(net(z).view(k, c, h, w))
     return torch.cat(outs)
 
 
