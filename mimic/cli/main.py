@@ -53,14 +53,16 @@ def schedule_options(fn):
         click.option("--restarts", type=int, default=None, help="Independent starts (lowest observation loss kept)."),
         click.option("--lr-g", type=float, default=None, help="Latent learning rate (gamma_g)."),
         click.option("--lr-s", type=float, default=None, help="Surrogate learning rate (gamma_s)."),
-        click.option("--surrogate", type=click.Choice(["gated", "paper"]), default=None, help="Surrogate kind."),
+        click.option("--surrogate", type=click.Choice(["gated", "paper", "fmnist"]), default=None, help="Surrogate kind."),
+        click.option("--obs-norm", type=click.Choice(["l1", "l2"]), default=None,
+                     help="Norm of the surrogate's observation loss (l2 fits the mean: random masks, dropped pixels)."),
     ]):
         fn = opt(fn)
     return fn
 
 
 def _pop_overrides(kw) -> dict:
-    keys = ("T", "T1", "T2", "warm_steps", "restarts", "lr_g", "lr_s", "surrogate")
+    keys = ("T", "T1", "T2", "warm_steps", "restarts", "lr_g", "lr_s", "surrogate", "obs_norm")
     vals = {k: kw.pop(k, None) for k in keys}
     return {k: v for k, v in vals.items() if v is not None}
 
