@@ -2,6 +2,10 @@
 `mimic bench classify` reports (a validation set of its own).
 
     python benchmarks/tune_fmnist.py --task binarize --n 100 --variant '' --variant 'lr_s=1e-2'
+    python benchmarks/tune_fmnist.py --task clean --task attack:deepfool --variant 'inits=("identity",)'
+
+``clean`` and ``attack:NAME`` (an attack of `mimic bench defense`) are recovered with the
+``adversarial`` preset and the defense bench's batches of 100; PGD there is Defense-GAN.
 
 Prints the classifier's accuracy on the observations, PGD and each MimicGAN variant.
 """
@@ -50,12 +54,23 @@ def main():
     clean = to_tensor(xu8)
     clf = load_classifier()
     for task in args.task:
-        y = get_corruption(task)(clean, generator=torch.Generator().manual_seed(0))
+        preset, bs = task, 25
+        if task == "clean" or task.startswith("attack:"):
+            preset, bs = "adversarial", 100
+            y = clean
+            if task != "clean":
+                from mimic.bench.defense import ATTACKS, _art_classifier, _attack
+
+                a = task.split(":", 1)[1]
+                est = _art_classifier(clf, torch.device("cpu"))
+                y = torch.from_numpy(_attack(a, est, clean.numpy(), labels, ATTACKS[a]))
+        else:
+            y = get_corruption(task)(clean, generator=torch.Generator().manual_seed(0))
         res = {"task": task, "observed": float((predict(clf, y, "cpu") == labels).mean() * 100)}
         runs = ([] if args.no_pgd else [("pgd", "pgd", args.pgd)]) + [(f"mimic[{v}]", "mimic", v) for v in args.variant or [""]]
         for name, method, v in runs:
             t0 = time.time()
-            r = recover(y, task=task, method=method, prior=args.prior, device="cpu", **parse_variant(v))
+            r = recover(y, task=preset, method=method, prior=args.prior, device="cpu", batch_size=bs, **parse_variant(v))
             res[name] = float((predict(clf, r.tensor, "cpu") == labels).mean() * 100)
             res[name + "_s"] = round(time.time() - t0)
         print(json.dumps(res), flush=True)
