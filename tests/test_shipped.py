@@ -88,3 +88,16 @@ def test_shipped_fmnist_prior_recovers_negative_blur(fmnist_root):
     r = recover(y, task="blur_negative", device="cpu", batch_size=10, warm_steps=100, T=3, T1=10, T2=20, restarts=1)
     assert r.images.shape == (10, 28, 28, 1)
     assert psnr(r.images, clean).mean() > psnr(y, clean).mean() + 1  # short schedule: 5.7 vs 3.3 dB measured
+
+
+def test_shipped_fmnist_prior_mimic_beats_pgd_on_dropped_pixels(fmnist_root):
+    # the drop_pixels preset's L2 surrogate fit (an L1 fit is degenerate: the per-pixel median is black)
+    from mimic.data import load_fmnist
+
+    x, _ = load_fmnist(fmnist_root, "test")
+    clean = x[:25]
+    y = to_uint8(get_corruption("drop_pixels")(to_tensor(clean), generator=torch.Generator().manual_seed(0)))
+    kw = dict(device="cpu", batch_size=25, warm_steps=100, T=3, T1=10, T2=20, restarts=1)
+    m = psnr(recover(y, task="drop_pixels", **kw).images, clean).mean()
+    p = psnr(recover(y, task="drop_pixels", method="pgd", **kw).images, clean).mean()
+    assert m > p + 1 and m > psnr(y, clean).mean()  # measured: 10.2 vs PGD 8.6, observed 9.5 dB
