@@ -30,19 +30,9 @@ def val_faces(n: int, offset: int = 0) -> np.ndarray:
 
 
 def parse_variant(s: str) -> dict:
-    out, parts, depth, cur = {}, [], 0, ""
-    for ch in s:  # split on the commas outside brackets: "inits=('identity',),lr_s=1e-2"
-        depth += ch in "([{" and 1 or (-1 if ch in ")]}" else 0)
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    parts.append(cur)
-    for part in filter(None, (p.strip() for p in parts)):
-        k, v = part.split("=", 1)
-        out[k.strip()] = ast.literal_eval(v.strip())
-    return out
+    """``"lr_s=1e-2,inits=('identity',)"`` -> ``{"lr_s": 0.01, "inits": ("identity",)}`` (values are Python literals)."""
+    call = ast.parse(f"f({s})", mode="eval").body  # keyword arguments of a call: commas inside values are fine
+    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
 
 
 def main():

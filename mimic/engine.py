@@ -137,9 +137,7 @@ def _obs_l1(y: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
     return (y - fx).abs().mean(dim=(2, 3, 4))
 
 
-def _obs_l2(y: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
-    """Mean (y - f(x))^2 per image: (S, B, C_obs|C, H, W) -> (S, B)."""
-    return (y - fx).square().mean(dim=(2, 3, 4))
+_NORMS = {"l1": torch.abs, "l2": torch.square}  # cfg.obs_norm -> elementwise penalty of the residual y - f(x)
 
 
 def losses(y, x, fx, logits, cfg: MimicConfig, obs=_obs_l1):
@@ -299,18 +297,19 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             return operator(x.reshape(S * B, cin, H, W)).reshape(S, B, cobs, H, W)
         return _identity_view(x, cobs, cfg.pgd_one_channel) if pgd else surrogate(x)
 
-    if cfg.obs_norm not in ("l1", "l2"):
+    if cfg.obs_norm not in _NORMS:
         raise ValueError(f"obs_norm must be 'l1' or 'l2', got {cfg.obs_norm!r}")
-    base_obs = _obs_l2 if (cfg.obs_norm == "l2" and not pgd) else _obs_l1
+    penalty = _NORMS["l1" if pgd else cfg.obs_norm]  # PGD (and the oracle) stay L1
     robust_w = None  # (S, 1, C_obs, H, W) blind per-pixel weights (cfg.robust), set during the alternation
 
-    def obs_l1(yy, fx):  # L_obs per image, weighted by the known mask (oracle) or the robust weights
-        w = weight.to(yy) if weight is not None else None
-        if robust_w is not None:
+    def obs(yy, fx, weighted=True):  # L_obs per image (S, B), weighted by the known mask (oracle) or the robust weights
+        e = penalty(yy - fx)
+        w = weight.to(yy) if (weighted and weight is not None) else None
+        if weighted and robust_w is not None:
             w = robust_w if w is None else w * robust_w
         if w is None:
-            return base_obs(yy, fx)
-        return ((yy - fx).abs() * w).mean(dim=(2, 3, 4)) / w.mean(dim=(2, 3, 4)).clamp(min=1e-6)
+            return e.mean(dim=(2, 3, 4))
+        return (e * w).mean(dim=(2, 3, 4)) / w.mean(dim=(2, 3, 4)).clamp(min=1e-6)
 
     def robust_weights(fx):
         r = (y - fx).abs()  # (S, B, C_obs, H, W)
@@ -334,7 +333,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         x = gen(z)
         fx = f(x)
         logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B) if use_D else None
-        l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs_l1)
+        l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs)
         loss = ((l_obs + lam_adv * l_adv + lam_I * l_id) * valid).sum()
         (g,) = torch.autograd.grad(loss, [z])
         with torch.no_grad():
@@ -344,7 +343,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
 
     def surrogate_step(x):
         fx = surrogate(x)
-        l_obs = base_obs(y, fx)
+        l_obs = obs(y, fx, weighted=False)
         loss = l_obs
         if lam_I:
             loss = loss + lam_I * (fx - x).abs().mean(dim=(2, 3, 4))
@@ -358,7 +357,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         latent_step(cfg.lr_warm)
     if K > 1:
         with torch.no_grad():
-            l_obs = obs_l1(y, f(gen(z)))  # (K*S, B)
+            l_obs = obs(y, f(gen(z)))  # (K*S, B)
             per = ((l_obs * valid).sum(1) / valid.sum(1).clamp(min=1)).reshape(K, S0)
             idx = per.argmin(0) * S0 + torch.arange(S0, device=device)  # (S0,) winning candidate of each group
         S = S0
@@ -386,7 +385,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             x = gen(z)
             fx = f(x)
             logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B)
-            l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs_l1)
+            l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs)
             record(l_obs, l_adv, l_id)
             return x, fx, l_obs
 

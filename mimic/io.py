@@ -105,6 +105,11 @@ def save_json(path: str | os.PathLike, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+def save_text(path: str | os.PathLike, text: str) -> None:
+    """Save UTF-8 text (a markdown table, a report), atomically."""
+    atomic_write_bytes(path, text.encode())
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 (H, W, C) with C in {1, 3, 4}.
 

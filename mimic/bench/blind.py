@@ -24,7 +24,7 @@ from .report_utils import pyplot, save_figure
 from ..api import recover, resolve_device
 from ..corruptions import get_corruption
 from ..engine import solve
-from ..io import labeled_grid, read_image, save_json, save_png, to_tensor, to_uint8
+from ..io import labeled_grid, read_image, save_json, save_png, save_text, to_tensor, to_uint8
 from ..metrics import mean_ci95, psnr, ssim
 from ..priors import load_prior
 from ..runner import corrupt_folder
@@ -112,7 +112,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
         }
         save_json(out / "blind.json", result)
         _trace_figures(out, traces)
-        (out / "blind.md").write_text(markdown_table(rows))
+        save_text(out / "blind.md", markdown_table(rows))
         return result
 
     for task in tasks:

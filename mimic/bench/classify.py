@@ -20,7 +20,7 @@ from .report_utils import pyplot, save_figure
 from ..api import recover, resolve_device
 from ..corruptions import get_corruption
 from ..data import default_data_root, load_fmnist
-from ..io import save_json, save_png, to_tensor, to_uint8
+from ..io import save_json, save_png, save_text, to_tensor, to_uint8
 from ..priors import load_classifier, load_prior
 from ..tasks import get_task
 
@@ -98,7 +98,7 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
             "per_image": per_image,
         }
         save_json(out / "classify.json", result)
-        (out / "classify.md").write_text(markdown_table(rows))
+        save_text(out / "classify.md", markdown_table(rows))
         _figures(out, rows, samples, corruptions, methods)
         return result
 

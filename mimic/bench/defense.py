@@ -31,7 +31,7 @@ from .. import __version__
 from .report_utils import pyplot, save_figure
 from ..api import recover, resolve_device
 from ..inputs import InputError
-from ..io import save_json, save_png, to_tensor, to_uint8
+from ..io import save_json, save_png, save_text, to_tensor, to_uint8
 from ..priors import load_classifier, load_prior
 from .classify import accuracy_ci95, fmnist_test_subset, predict
 
@@ -155,9 +155,7 @@ def bench_defense(out, *, prior="fmnist28", classifier="fmnist_classifier", atta
             "per_image": per_image,
         }
         save_json(out / "defense.json", result)
-        tmp = out / "defense.md.tmp"
-        tmp.write_text(markdown_table(rows))
-        tmp.replace(out / "defense.md")
+        save_text(out / "defense.md", markdown_table(rows))
         return result
 
     for d in defenses:  # the cost of each defense on clean images

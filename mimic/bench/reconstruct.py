@@ -21,11 +21,11 @@ from torch import nn
 from .. import __version__
 from ..api import recover, resolve_device
 from ..corruptions import get_corruption
-from ..io import save_json, save_png, to_tensor, to_uint8, make_grid
+from ..io import make_grid, save_json, save_png, save_text, to_tensor, to_uint8
 from ..metrics import mean_ci95, psnr, ssim
 from ..priors import load_prior
 
-__all__ = ["bench_reconstruct", "CORRUPTIONS", "PAJOT_MSE", "dip", "tv_denoise", "biharmonic"]
+__all__ = ["bench_reconstruct", "markdown_table", "CORRUPTIONS", "PAJOT_MSE", "dip", "tv_denoise", "biharmonic"]
 
 # name -> (registered corruption, settings)
 CORRUPTIONS = {
@@ -149,6 +149,19 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
     clean = to_tensor(clean_u8)
     rows, per_image, figures = [], {}, {}
     t_all = time.perf_counter()
+
+    def save():  # after every corruption: an interrupted run keeps its rows
+        result = {"bench": "reconstruct", "results": rows,
+                  "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "faces": source, "n": len(clean_u8),
+                               "seed": seed, "device": str(dev), "overrides": overrides, "dip_steps": dip_steps,
+                               "dip_n": dip_n, "quick": quick},
+                  "figures": figures,
+                  "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
+                  "seconds": time.perf_counter() - t_all, "per_image": per_image}
+        save_json(out / "reconstruct.json", result)
+        save_text(out / "reconstruct.md", markdown_table(rows))
+        return result
+
     for cname in corruptions:
         reg, kw = CORRUPTIONS[cname]
         corr = get_corruption(reg, **kw)
@@ -170,15 +183,15 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
             elif m == "biharmonic":
                 rec = biharmonic(y_u8, keep_np)
             elif m == "dip":  # one network per image: on a CPU, --dip-n limits it to the first images
-                k = len(y_u8) if dip_n is None else min(dip_n, len(y_u8))
-                rec = to_uint8(dip(to_tensor(y_u8[:k]).to(dev), None if keep is None else keep[:k].to(dev),
+                nd = len(y_u8) if dip_n is None else min(dip_n, len(y_u8))
+                rec = to_uint8(dip(to_tensor(y_u8[:nd]).to(dev), None if keep is None else keep[:nd].to(dev),
                                    steps=dip_steps, seed=seed))
             else:
                 raise ValueError(f"unknown method {m!r}")
             secs = time.perf_counter() - t0
-            rt, k = to_tensor(rec), len(rec)
-            mse_pm1 = ((rt - clean[:k]) ** 2).mean(dim=(1, 2, 3)).numpy()  # on [-1, 1]
-            p, s = psnr(rec, clean_u8[:k]), ssim(rec, clean_u8[:k])
+            nr = len(rec)  # every image, or DIP's first dip_n
+            mse_pm1 = ((to_tensor(rec) - clean[:nr]) ** 2).mean(dim=(1, 2, 3)).numpy()  # on [-1, 1]
+            p, s = psnr(rec, clean_u8[:nr]), ssim(rec, clean_u8[:nr])
             row = {"task": cname, "corruption": cname, "method": m, "n": len(p)}
             for k, v in (("mse", mse_pm1), ("psnr", p), ("ssim", s)):
                 row[f"{k}_mean"], row[f"{k}_ci95"] = mean_ci95(v)
@@ -194,26 +207,14 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
         save_png(out / "figures" / f"{cname}.png",
                  make_grid(np.concatenate([y_u8[:k8], *(r[:k8] for r in recs.values()), clean_u8[:k8]]), ncol=k8))
         figures[cname] = {"file": f"figures/{cname}.png", "rows": ["observed", *recs, "clean"]}
-        result = _write(out, rows, per_image, pr, source, len(clean_u8), seed, dev, overrides, dip_steps, dip_n, quick,
-                        time.perf_counter() - t_all, figures)
+        result = save()
     return result
 
 
-def _write(out, rows, per_image, pr, source, n, seed, dev, overrides, dip_steps, dip_n, quick, seconds, figures):
-    """Write OUT/reconstruct.json and OUT/reconstruct.md (after every corruption: a partial run keeps its rows)."""
-    result = {"bench": "reconstruct", "results": rows,
-              "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "faces": source, "n": n, "seed": seed,
-                           "device": str(dev), "overrides": overrides, "dip_steps": dip_steps, "dip_n": dip_n,
-                           "quick": quick},
-              "figures": figures,
-              "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
-              "seconds": seconds, "per_image": per_image}
-    save_json(out / "reconstruct.json", result)
+def markdown_table(rows: list[dict]) -> str:
     lines = ["| corruption | method | n | MSE [-1,1] | PSNR (dB) | SSIM | Pajot et al. MSE |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['corruption']} | {r['method']} | {r['n']} | {r['mse_mean']:.4f} | {r['psnr_mean']:.2f} ± {r['psnr_ci95']:.2f} | "
                      f"{r['ssim_mean']:.3f} | {r.get('pajot_unsupervised_mse', '')} |")
-    tmp = out / "reconstruct.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(out / "reconstruct.md")
-    return result
+    return "\n".join(lines) + "\n"
+

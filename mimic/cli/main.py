@@ -14,6 +14,7 @@ import click
 
 from ..inputs import InputError
 from ..priors import PriorError
+from ..surrogate import SURROGATES
 
 
 def _console():
@@ -53,7 +54,8 @@ def schedule_options(fn):
         click.option("--restarts", type=int, default=None, help="Independent starts (lowest observation loss kept)."),
         click.option("--lr-g", type=float, default=None, help="Latent learning rate (gamma_g)."),
         click.option("--lr-s", type=float, default=None, help="Surrogate learning rate (gamma_s)."),
-        click.option("--surrogate", type=click.Choice(["gated", "paper", "fmnist"]), default=None, help="Surrogate kind."),
+        click.option("--surrogate", type=click.Choice([k for k in SURROGATES if k != "identity"]), default=None,
+                     help="Surrogate kind."),
         click.option("--obs-norm", type=click.Choice(["l1", "l2"]), default=None,
                      help="Norm of the surrogate's observation loss (l2 fits the mean: random masks, dropped pixels)."),
     ]):
