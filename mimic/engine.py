@@ -63,6 +63,8 @@ class MimicConfig:
     #   corruption that an identity start cannot reach with small steps)
     last: str = "relu"  # paper surrogate's last activation: "relu" or "tanh" (occlusion, inpainting)
     hidden: int = 16  # surrogate convolution width
+    separable: bool = False  # gated only: a learned separable linear spatial map (row and column matrices at
+    #   identity) after the affine path, for corruptions that move or spread content further than 5x5 kernels reach
     # --- starts ---
     restarts: int = 1  # independent starts (first at z0, others U(-1,1)); the lowest L_obs is kept
     pgd_one_channel: str = "broadcast"  # PGD with a 1-channel y: "broadcast" (blind) or "mean" (knows it is gray)
@@ -277,7 +279,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
     z0 = z_init(nz, generator).to(device).expand(S0, B, nz) if z_start is None else z_start.to(device)
     z = z0.repeat(K, 1, 1).clone().requires_grad_(True)  # (K*S0, B, nz)
     surrogate = BatchedSurrogate(kind, S, cin, cobs, H, last=cfg.last, hidden=cfg.hidden,
-                                 generator=generator).to(device)
+                                 separable=cfg.separable and kind == "gated", generator=generator).to(device)
     if kind == "gated":
         neg = torch.tensor([cfg.inits[k] == "negated" for k in range(K) for _ in range(S0)], device=device)
         surrogate.negate(neg)

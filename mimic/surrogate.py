@@ -19,7 +19,10 @@ Kinds
     mean for C_obs = 1 < C_in; ``negate`` flips it for the inverted-intensity start),
     ``r`` the paper's three 5x5 convolutions with the last one at zero, and ``m`` an
     elementwise mask (C_obs, H, W) at 1 that can switch destroyed regions off. Output
-    clipped to [-1, 1].
+    clipped to [-1, 1]. With ``separable=True`` the affine path is followed by a learned
+    separable linear spatial map ``P_h (A x + b) P_w^T`` (P_h: H x H over rows, P_w: W x W
+    over columns, both at identity): it reaches what a 5x5 stack cannot, e.g. wide
+    separable blurs, shifts, or columns copied from far away (stuck pixels).
 ``fmnist``
     The paper's Fashion-MNIST surrogate: Conv5x5(C_in->16)+ReLU, Conv5x5(16->C_obs)+ReLU,
     an elementwise mask, plus a learned elementwise weight W (C_obs, H, W) times the
@@ -64,12 +67,15 @@ class BatchedSurrogate(nn.Module):
         Activation of the paper surrogate's last convolution.
     hidden : int
         Width of the convolutions (16 in the paper).
+    separable : bool
+        Gated only: add the separable linear spatial map (P_h, P_w at identity) to the affine path.
     generator : torch.Generator, optional
         Seeds the random initialisation (drawn on the CPU).
     """
 
     def __init__(self, kind: str, groups: int, in_channels: int, out_channels: int, size: int, *,
-                 last: str = "relu", hidden: int = 16, ksize: int = 5, generator: torch.Generator | None = None):
+                 last: str = "relu", hidden: int = 16, ksize: int = 5, separable: bool = False,
+                 generator: torch.Generator | None = None):
         super().__init__()
         if kind not in SURROGATES:
             raise ValueError(f"unknown surrogate {kind!r}; valid: {', '.join(SURROGATES)}")
@@ -105,6 +111,11 @@ class BatchedSurrogate(nn.Module):
                 A[:] = 1.0 / in_channels
             self.A = nn.Parameter(A)
             self.bA = nn.Parameter(torch.zeros(S, out_channels))
+            if separable:
+                self.Ph = nn.Parameter(torch.eye(size).repeat(S, 1, 1))  # (S, H, H): out row <- in rows
+                self.Pw = nn.Parameter(torch.eye(size).repeat(S, 1, 1))  # (S, W, W): out column <- in columns
+        elif separable:
+            raise ValueError("separable=True needs the gated surrogate")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         S, B, C, H, W = x.shape
@@ -124,6 +135,8 @@ class BatchedSurrogate(nn.Module):
             r = torch.tanh(r) if self.last == "tanh" else F.relu(r)
             return torch.tanh(self.mask[:, None] * r)
         lin = torch.einsum("soc,sbchw->sbohw", self.A, x) + self.bA[:, None, :, None, None]
+        if hasattr(self, "Ph"):  # (S, B, C_obs, H, W): rows mixed by P_h, columns by P_w
+            lin = torch.einsum("suh,sbchw,svw->sbcuv", self.Ph, lin, self.Pw)
         return (self.mask[:, None] * (lin + r)).clamp(-1, 1)
 
     @torch.no_grad()

@@ -26,9 +26,12 @@ def test_gated_starts_at_identity():
     assert torch.allclose(f1(x[:2]), x[:2].mean(2, keepdim=True), atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["gated", "paper", "fmnist"])
-def test_gradients_reach_every_parameter(kind):
-    f = BatchedSurrogate(kind, 2, 3, 3, 16, generator=torch.Generator().manual_seed(0))
+KINDS = [("gated", {}), ("gated", {"separable": True}), ("paper", {}), ("fmnist", {})]
+
+
+@pytest.mark.parametrize("kind,kw", KINDS)
+def test_gradients_reach_every_parameter(kind, kw):
+    f = BatchedSurrogate(kind, 2, 3, 3, 16, generator=torch.Generator().manual_seed(0), **kw)
     if kind == "gated":
         with torch.no_grad():
             f.w3.normal_(0, 0.01)
@@ -39,17 +42,17 @@ def test_gradients_reach_every_parameter(kind):
         assert p.grad.abs().sum() > 0, n
 
 
-@pytest.mark.parametrize("kind", ["gated", "paper", "fmnist"])
-def test_groups_are_independent(kind):
+@pytest.mark.parametrize("kind,kw", KINDS)
+def test_groups_are_independent(kind, kw):
     """Group s of a batched surrogate equals a one-group surrogate with group s's weights."""
-    f = BatchedSurrogate(kind, 3, 3, 1, 16, generator=torch.Generator().manual_seed(0))
+    f = BatchedSurrogate(kind, 3, 3, 1, 16, generator=torch.Generator().manual_seed(0), **kw)
     with torch.no_grad():
         for p in f.parameters():
             p.add_(torch.randn_like(p) * 0.1)
     x = _x()
     y = f(x)
     for s in range(3):
-        g = BatchedSurrogate(kind, 1, 3, 1, 16)
+        g = BatchedSurrogate(kind, 1, 3, 1, 16, **kw)
         g.load_state_dict({k: v[s : s + 1] for k, v in f.state_dict().items()})
         assert torch.allclose(g(x[s : s + 1]), y[s : s + 1], atol=1e-5)
 
@@ -63,6 +66,25 @@ def test_negate_and_select():
     g = f.select(torch.tensor([1, 1, 2]))
     assert g.S == 3 and torch.allclose(g(x), torch.stack([-x[0], -x[1], x[2]]), atol=1e-6)
     assert sorted(n for n, _ in g.named_parameters()) == sorted(n for n, _ in f.named_parameters())
+
+
+def test_separable_starts_at_identity_and_moves_columns():
+    f = BatchedSurrogate("gated", 2, 3, 3, 16, separable=True)
+    x = _x(S=2) * 0.9
+    assert torch.allclose(f(x), x, atol=1e-6)
+    with torch.no_grad():  # group 1: output columns 0..4 copy input column 5 (stuck pixels); group 0 untouched
+        f.Pw[1, :5] = 0
+        f.Pw[1, :5, 5] = 1
+    y = f(x)
+    stuck = x[1].clone()
+    stuck[..., :5] = x[1][..., 5:6]
+    assert torch.allclose(y[0], x[0], atol=1e-6) and torch.allclose(y[1], stuck, atol=1e-6)
+    with torch.no_grad():  # rows: output row 0 takes input row 15
+        f.Ph[0, 0] = 0
+        f.Ph[0, 0, 15] = 1
+    assert torch.allclose(f(x)[0, :, :, 0], x[0, :, :, 15], atol=1e-6)
+    with pytest.raises(ValueError, match="gated"):
+        BatchedSurrogate("paper", 1, 3, 3, 16, separable=True)
 
 
 def test_unknown_kind():
