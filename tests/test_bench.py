@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from mimic.cli.main import cli
@@ -21,7 +22,11 @@ def test_bench_blind_quick(tmp_path, tiny_prior_dir):
         assert {"task", "method", "n", "psnr_mean", "ssim_mean"} <= set(x) and x["n"] == 3
     assert all("gain_over_pgd_db" in x for x in rows if x["method"] != "pgd")
     assert (tmp_path / "obs" / "negative" / "0000.png").exists()
-    assert "| negative | mimic |" in (tmp_path / "blind.md").read_text()
+    md = (tmp_path / "blind.md").read_text()
+    assert "| negative | mimic |" in md
+    assert "| task | pgd | mimic | oracle | pgd_r2 | MimicGAN - PGD (dB) | oracle gap closed |" in md
+    gains = [x["gain_over_pgd_db"] for x in rows if x["method"] == "mimic"]
+    assert "| mean of 2 |" in md and f"{sum(gains) / 2:+.2f}" in md.split("| mean of 2 |")[1].splitlines()[0]
     assert (tmp_path / "fig2_negative.png").exists() and (tmp_path / "fig_traces.png").exists()
     tr = res["traces"]["negative"]["mimic"]
     assert [e["t"] for e in tr] == [0, 1, 2] and all(e["psnr"] > 0 for e in tr)
@@ -195,3 +200,31 @@ def test_every_attack_keeps_its_budget(fmnist_root, tiny_fmnist_dirs):
         assert xa.shape == x.shape and np.isfinite(xa).all() and xa.min() >= -1 and xa.max() <= 1
         if "eps" in params:
             assert np.abs(xa - x).max() <= 2 * params["eps"] + 1e-5  # [0, 1] budget doubled on [-1, 1]
+
+
+def test_bench_blind_interrupted_resume_keeps_earlier_rows(tmp_path, tiny_prior_dir, monkeypatch):
+    """A resumed run that is interrupted before it reaches a task keeps that task's earlier rows."""
+    import mimic.bench.blind as blind
+
+    kw = dict(prior=str(tiny_prior_dir), data=str(EXAMPLES / "clean"), n=2, device="cpu", quick=True,
+              log=lambda *a: None)
+    blind.bench_blind(tmp_path, tasks=("negative", "stylize"), methods=("pgd", "mimic"), **kw)
+    first = json.loads((tmp_path / "blind.json").read_text())
+    real = blind.recover
+
+    def interrupted(*a, **k):
+        if k.get("task") == "stylize":
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(blind, "recover", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # adds pgd_r2 to both tasks, interrupted in the second
+        blind.bench_blind(tmp_path, tasks=("negative", "stylize"), methods=("pgd", "mimic", "pgd_r2"), **kw)
+    res = json.loads((tmp_path / "blind.json").read_text())
+    pairs = {(x["task"], x["method"]) for x in res["results"]}
+    assert pairs == {("negative", "pgd"), ("negative", "mimic"), ("negative", "pgd_r2"),
+                     ("stylize", "pgd"), ("stylize", "mimic")}
+    assert [x for x in res["results"] if x["task"] == "stylize"] == \
+        [x for x in first["results"] if x["task"] == "stylize"]
+    assert res["per_image"]["stylize"] == first["per_image"]["stylize"]
+    assert "| stylize | " in (tmp_path / "blind.md").read_text()

@@ -80,6 +80,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
         if not (out / "clean" / f"{nm}.png").exists():
             save_png(out / "clean" / f"{nm}.png", im)
     rows, per_image, traces, supervised_info = [], {}, {}, {}
+    pending: dict = {}  # task -> (rows, per-image figures) of an earlier run, until this run redoes the task
     prev = out / "blind.json"
     old_rows = {}
     if prev.exists():  # resume: reuse every (task, method) an earlier run with the same settings measured
@@ -92,27 +93,33 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
                 # tasks of the earlier run that this run does not repeat are kept as they were
                 rows = [r for r in old["results"] if r["task"] not in tasks]
                 per_image = {t: v for t, v in old["per_image"].items() if t not in tasks}
+                # and the tasks it repeats keep their old rows until this run reaches them (an interrupted
+                # resume must not lose what the earlier run measured)
+                pending = {t: ([r for r in old["results"] if r["task"] == t], old["per_image"].get(t))
+                           for t in tasks if any(r["task"] == t for r in old["results"])}
                 traces = old.get("traces", {})
                 supervised_info = old.get("supervised", {})
         except (KeyError, ValueError):
             old_rows = {}
     t_all = time.perf_counter()
     def write():
+        later = [t for t in tasks if t in pending]
         result = {
             "bench": "blind",
-            "results": rows,
+            "results": rows + [r for t in later for r in pending[t][0]],
             "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "faces": source, "n": len(clean_u8), "seed": seed,
                          "device": str(dev), "batch_size": batch_size, "overrides": overrides, "quick": quick,
                          "configs": {t: get_task(t).config.replace(**overrides).__dict__ for t in tasks}},
             "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
             "seconds": time.perf_counter() - t_all,
-            "per_image": per_image,
+            "per_image": {**per_image, **{t: pending[t][1] for t in later if pending[t][1] is not None}},
             "traces": traces,
             "supervised": supervised_info,
         }
         save_json(out / "blind.json", result)
         _trace_figures(out, traces)
-        save_text(out / "blind.md", markdown_table(rows))
+        save_text(out / "blind.md", "Mean PSNR (dB) per task and method:\n\n" + summary_table(result["results"]) +
+                  "\nEvery row with its 95% interval and SSIM:\n\n" + markdown_table(result["results"]))
         return result
 
     for task in tasks:
@@ -181,8 +188,42 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
                         row["oracle_gap_closed"] = float((res["mimic"].mean() - res["pgd"].mean()) / gap) if gap > 0 else None
         if "pgd" in recs and "mimic" in recs:
             _figure2(out / f"fig2_{task}.png", y_arr[:8], mimicked, recs, clean_u8[:8])
+        pending.pop(task, None)  # this run has now redone the task
         write()  # partial results after every task (an interrupted run keeps what it measured)
     return write()
+
+
+_SUMMARY_ORDER = ("pgd", "pgd_r4", "blind", "mimic", "oracle", "supervised")
+
+
+def summary_table(rows: list[dict]) -> str:
+    """One row per task: mean PSNR of every method, MimicGAN's gain over PGD and the oracle gap it closes,
+    and a last row averaging each column over the tasks that have it."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    methods = [m for m in _SUMMARY_ORDER if any(r["method"] == m for r in rows)]
+    methods += [m for m in dict.fromkeys(r["method"] for r in rows) if m not in methods]
+    by = {(r["task"], r["method"]): r for r in rows}
+    lines = ["| task | " + " | ".join(methods) + " | MimicGAN - PGD (dB) | oracle gap closed |",
+             "| --- |" + " --- |" * (len(methods) + 2)]
+    cols: dict[str, list] = {}
+    for t in tasks:
+        cells = []
+        for m in methods:
+            r = by.get((t, m))
+            cells.append(f"{r['psnr_mean']:.2f}" if r else "")
+            if r:
+                cols.setdefault(m, []).append(r["psnr_mean"])
+        mi = by.get((t, "mimic"), {})
+        g = f"{mi['gain_over_pgd_db']:+.2f}" if "gain_over_pgd_db" in mi else ""
+        c = f"{100 * mi['oracle_gap_closed']:.0f}%" if mi.get("oracle_gap_closed") is not None else ""
+        if g:
+            cols.setdefault("gain", []).append(mi["gain_over_pgd_db"])
+        lines.append(f"| {t} | " + " | ".join(cells) + f" | {g} | {c} |")
+    if len(tasks) > 1:
+        mean = lambda v: f"{sum(v) / len(v):.2f}" if v else ""  # noqa: E731
+        gain = f"{sum(cols['gain']) / len(cols['gain']):+.2f}" if cols.get("gain") else ""
+        lines.append(f"| mean of {len(tasks)} | " + " | ".join(mean(cols.get(m, [])) for m in methods) + f" | {gain} | |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(rows: list[dict]) -> str:
