@@ -40,7 +40,8 @@ def blind_section() -> str:
     st = res["settings"]
     head = (f"{st['n']} held-out test faces per task ({st['faces']}), prior sha256 "
             f"{st['prior_sha256'].get('generator.safetensors', '')[:12]}…, device {st['device']}, "
-            f"overrides {st['overrides'] or 'none'}; {res['seconds'] / 60:.0f} min in all.")
+            f"overrides {st['overrides'] or 'none'}; {sum(r['seconds'] for r in res['results']) / 60:.0f} min of "
+            f"compute summed over the rows (a resumed run reuses rows measured earlier).")
     figs = ["", "Figure 2 layout (rows: observed, the surrogate's estimate f(x), PGD, MimicGAN, clean; PSNR under "
                 "each image), first 8 faces per task:", ""]
     for t in dict.fromkeys(r["task"] for r in res["results"]):

@@ -57,6 +57,24 @@ def test_groups_are_independent(kind, kw):
         assert torch.allclose(g(x[s : s + 1]), y[s : s + 1], atol=1e-5)
 
 
+@pytest.mark.parametrize("kind,kw", KINDS)
+def test_cpu_loop_equals_grouped_convolution(kind, kw, monkeypatch):
+    """The CPU's per-group loop and the grouped convolution (used on GPUs) compute the same thing."""
+    import mimic.surrogate as sur
+
+    f = BatchedSurrogate(kind, 3, 3, 1, 16, generator=torch.Generator().manual_seed(0), **kw)
+    with torch.no_grad():
+        for p in f.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    x = _x().requires_grad_(True)
+    y_loop = f(x)
+    (g_loop,) = torch.autograd.grad(y_loop.square().sum(), [x])
+    monkeypatch.setattr(sur, "CPU_LOOP", False)
+    y_grp = f(x)
+    (g_grp,) = torch.autograd.grad(y_grp.square().sum(), [x])
+    assert torch.allclose(y_loop, y_grp, atol=1e-5) and torch.allclose(g_loop, g_grp, atol=1e-4)
+
+
 def test_negate_and_select():
     f = BatchedSurrogate("gated", 3, 3, 3, 16, generator=torch.Generator().manual_seed(0))
     x = _x() * 0.9
