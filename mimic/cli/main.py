@@ -269,12 +269,13 @@ def prior_report_cmd(name, data, n, json_path, device, no_card):
     """Measure a prior's quality figures (projection PSNR/SSIM, D sanity) and write its model card."""
     from ..api import resolve_device
     from ..io import save_json
-    from ..priors import list_priors, load_classifier
+    from ..priors import list_priors, load_classifier, load_prior
     from ..priors.report import prior_report
 
     dev = resolve_device(device)
     clf = None
-    if name.startswith("fmnist") and "fmnist_classifier" in list_priors():
+    pr = load_prior(name)  # a shipped name or a folder: a 28x28 gray prior gets the classifier's figures too
+    if (pr.resolution, pr.channels) == (28, 1) and "fmnist_classifier" in list_priors():
         clf = load_classifier("fmnist_classifier", device=dev)
     q = prior_report(name, data=data, n=n, device=str(dev), write_card=not no_card, classifier=clf,
                      groups_per_call=8 if dev.type == "cuda" else 2)
