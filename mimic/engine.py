@@ -279,7 +279,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
     z0 = z_init(nz, generator).to(device).expand(S0, B, nz) if z_start is None else z_start.to(device)
     z = z0.repeat(K, 1, 1).clone().requires_grad_(True)  # (K*S0, B, nz)
     surrogate = BatchedSurrogate(kind, S, cin, cobs, H, last=cfg.last, hidden=cfg.hidden,
-                                 separable=cfg.separable and kind == "gated", generator=generator).to(device)
+                                 separable=cfg.separable and not pgd, generator=generator).to(device)
     if kind == "gated":
         neg = torch.tensor([cfg.inits[k] == "negated" for k in range(K) for _ in range(S0)], device=device)
         surrogate.negate(neg)

@@ -80,7 +80,9 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
         if not (out / "clean" / f"{nm}.png").exists():
             save_png(out / "clean" / f"{nm}.png", im)
     rows, per_image, traces, supervised_info = [], {}, {}, {}
-    pending: dict = {}  # task -> (rows, per-image figures) of an earlier run, until this run redoes the task
+    # task -> (rows, per-image figures) of an earlier run with the same settings: kept in the output until this
+    # run redoes the task (tasks it does not repeat are kept as they were; an interrupted resume loses nothing)
+    earlier: dict = {}
     prev = out / "blind.json"
     old_rows = {}
     if prev.exists():  # resume: reuse every (task, method) an earlier run with the same settings measured
@@ -90,29 +92,24 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
             if (st["n"], st["seed"], st["prior_sha256"], st["overrides"], st["batch_size"]) == \
                     (len(clean_u8), seed, pr.sha256, overrides, batch_size):
                 old_rows = {(r["task"], r["method"]): r for r in old["results"]}
-                # tasks of the earlier run that this run does not repeat are kept as they were
-                rows = [r for r in old["results"] if r["task"] not in tasks]
-                per_image = {t: v for t, v in old["per_image"].items() if t not in tasks}
-                # and the tasks it repeats keep their old rows until this run reaches them (an interrupted
-                # resume must not lose what the earlier run measured)
-                pending = {t: ([r for r in old["results"] if r["task"] == t], old["per_image"].get(t))
-                           for t in tasks if any(r["task"] == t for r in old["results"])}
+                earlier = {t: ([r for r in old["results"] if r["task"] == t], old["per_image"].get(t))
+                           for t in dict.fromkeys(r["task"] for r in old["results"])}
                 traces = old.get("traces", {})
                 supervised_info = old.get("supervised", {})
         except (KeyError, ValueError):
             old_rows = {}
     t_all = time.perf_counter()
     def write():
-        later = [t for t in tasks if t in pending]
+        kept, later = [t for t in earlier if t not in tasks], [t for t in tasks if t in earlier]
         result = {
             "bench": "blind",
-            "results": rows + [r for t in later for r in pending[t][0]],
+            "results": [r for t in kept for r in earlier[t][0]] + rows + [r for t in later for r in earlier[t][0]],
             "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "faces": source, "n": len(clean_u8), "seed": seed,
                          "device": str(dev), "batch_size": batch_size, "overrides": overrides, "quick": quick,
                          "configs": {t: get_task(t).config.replace(**overrides).__dict__ for t in tasks}},
             "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
             "seconds": time.perf_counter() - t_all,
-            "per_image": {**per_image, **{t: pending[t][1] for t in later if pending[t][1] is not None}},
+            "per_image": {**{t: earlier[t][1] for t in kept + later if earlier[t][1] is not None}, **per_image},
             "traces": traces,
             "supervised": supervised_info,
         }
@@ -188,7 +185,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
                         row["oracle_gap_closed"] = float((res["mimic"].mean() - res["pgd"].mean()) / gap) if gap > 0 else None
         if "pgd" in recs and "mimic" in recs:
             _figure2(out / f"fig2_{task}.png", y_arr[:8], mimicked, recs, clean_u8[:8])
-        pending.pop(task, None)  # this run has now redone the task
+        earlier.pop(task, None)  # this run has now redone the task
         write()  # partial results after every task (an interrupted run keeps what it measured)
     return write()
 

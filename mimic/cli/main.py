@@ -274,10 +274,10 @@ def prior_report_cmd(name, data, n, json_path, device, no_card):
 
     dev = resolve_device(device)
     clf = None
-    pr = load_prior(name)  # a shipped name or a folder: a 28x28 gray prior gets the classifier's figures too
+    pr = load_prior(name, device=dev)  # a shipped name or a folder: a 28x28 gray prior gets the classifier's figures too
     if (pr.resolution, pr.channels) == (28, 1) and "fmnist_classifier" in list_priors():
         clf = load_classifier("fmnist_classifier", device=dev)
-    q = prior_report(name, data=data, n=n, device=str(dev), write_card=not no_card, classifier=clf,
+    q = prior_report(pr, data=data, n=n, device=str(dev), write_card=not no_card, classifier=clf,
                      groups_per_call=8 if dev.type == "cuda" else 2)
     t = __import__("rich.table", fromlist=["Table"]).Table(title=f"prior {name}")
     t.add_column("figure")
