@@ -37,3 +37,26 @@ def test_prior_report_writes_card(tiny_prior_dir, tmp_path):
 def test_priors_command_lists_shipped():
     r = CliRunner().invoke(cli, ["priors"])
     assert r.exit_code == 0 and "celeba64" in r.output
+
+
+def test_prior_report_split_picks_the_held_out_half(tiny_prior_dir, tmp_path):
+    """``split="val"`` projects the validation half of the split (choices are made there), the default the test half."""
+    import shutil
+
+    from mimic.data import default_data_root, list_images, split_files
+    from mimic.engine import MimicConfig
+
+    root = default_data_root() / "celeba"
+    if not root.exists():
+        pytest.skip("CelebA data not available")
+    d = tmp_path / "p"
+    shutil.copytree(tiny_prior_dir, d)
+    cfg = MimicConfig(warm_steps=2, T=1, T1=1, T2=1)
+    split = split_files(list_images(root), holdout=1000)
+    for which in ("val", "test"):
+        kw = {} if which == "test" else {"split": "val"}
+        q = prior_report(d, n=2, cfg=cfg, progress=False, write_card=False, **kw)
+        assert f"held-out {which} split" in q["heldout_source"]
+        assert getattr(split, which)[0].name in q["heldout_source"]
+    with pytest.raises(ValueError, match="split"):
+        prior_report(d, n=2, cfg=cfg, progress=False, write_card=False, split="train")
