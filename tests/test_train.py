@@ -44,3 +44,19 @@ def test_resume_refuses_other_settings(tmp_path, data):
     train_prior(None, tmp_path, TrainConfig(epochs=1, batch_size=32), train_images=data, progress=False, max_steps=1)
     with pytest.raises(ValueError, match="other settings"):
         train_prior(None, tmp_path, TrainConfig(epochs=1, batch_size=16), train_images=data, progress=False, resume=True)
+
+
+def test_keep_epochs_keeps_each_epoch_and_may_be_switched_on_when_resuming(tmp_path, data):
+    cfg = TrainConfig(epochs=1, batch_size=32)
+    train_prior(None, tmp_path, cfg, train_images=data, progress=False)
+    assert not list(tmp_path.glob("checkpoint_ep*.pt"))  # off by default
+    # resuming with more epochs and keep_epochs on is not "other settings"
+    train_prior(None, tmp_path, TrainConfig(epochs=3, batch_size=32, keep_epochs=True), train_images=data,
+                progress=False, resume=True)
+    assert sorted(p.name for p in tmp_path.glob("checkpoint_ep*.pt")) == ["checkpoint_ep002.pt", "checkpoint_ep003.pt"]
+    ep2 = torch.load(tmp_path / "checkpoint_ep002.pt", weights_only=False)
+    last = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert ep2["epoch"] == 2 and last["epoch"] == 3
+    k = next(iter(ep2["G"]))
+    assert not torch.equal(ep2["G"][k], last["G"][k])  # a copy of epoch 2, not of the last checkpoint
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -224,15 +224,17 @@ def train():
 @click.option("--holdout", default=1000, show_default=True, help="Last sorted images held out (never trained on).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (resume later).")
+@click.option("--keep-epochs", is_flag=True, help="Also keep each epoch's checkpoint as OUT/checkpoint_epNNN.pt.")
 @handle_errors
-def train_prior_cmd(data, arch, out, epochs, batch_size, device, seed, holdout, resume, max_steps):
+def train_prior_cmd(data, arch, out, epochs, batch_size, device, seed, holdout, resume, max_steps, keep_epochs):
     """Train a GAN prior (z ~ U(-1,1)) with checkpoints, sample grids and resume."""
     from ..api import resolve_device
     from ..priors.train import TrainConfig, export_prior, train_prior
 
     dev = resolve_device(device)
     cfg = TrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, seed=seed, holdout=holdout,
-                      flip=arch == "dcgan64", crop_fraction=108 / 178 if arch == "dcgan64" else 1.0)
+                      flip=arch == "dcgan64", crop_fraction=108 / 178 if arch == "dcgan64" else 1.0,
+                      keep_epochs=keep_epochs)
     s = train_prior(data, out, cfg, device=str(dev), resume=resume, max_steps=max_steps)
     if "stopped_at_step" in s:
         click.echo(f"stopped at step {s['stopped_at_step']}; resume with --resume")
