@@ -10,22 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).parent))
-from tune import val_faces  # noqa: E402
-
-from mimic.engine import MimicConfig, solve  # noqa: E402
-from mimic.io import save_json, to_tensor, to_uint8  # noqa: E402
-from mimic.metrics import psnr, ssim  # noqa: E402
-from mimic.priors import load_prior  # noqa: E402
-from mimic.priors.train import export_prior  # noqa: E402
+from ship_prior import checkpoint_val_projection  # noqa: E402
 
 
 def main():
@@ -35,22 +25,11 @@ def main():
     args = ap.parse_args()
     if args.n % 25:
         ap.error("--n must be a multiple of 25")
-    cu = val_faces(args.n)
-    y = to_tensor(cu).reshape(args.n // 25, 25, 3, 64, 64)  # (S, B, C, H, W)
     for ck in args.ckpts:
         t = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp())
-        try:
-            conf = export_prior(ck, tmp, use_ema=True)
-            save_json(tmp / "card.json", {})
-            pr = load_prior(tmp)
-            out = solve(pr.G, pr.D, y, MimicConfig(), method="pgd", generator=torch.Generator().manual_seed(0))
-        finally:
-            shutil.rmtree(tmp)
-        x = to_uint8(out.x.reshape(-1, 3, 64, 64))
-        print(json.dumps({"ckpt": ck, "epoch": conf["epochs"], "psnr_mean": round(float(psnr(x, cu).mean()), 3),
-                          "ssim_mean": round(float(ssim(x, cu).mean()), 4),
-                          "seconds": round(time.perf_counter() - t)}), flush=True)
+        r = checkpoint_val_projection(ck, use_ema=True, n=args.n)
+        print(json.dumps({"ckpt": ck, "epoch": r["epoch"], "psnr_mean": round(r["psnr_mean"], 3),
+                          "ssim_mean": round(r["ssim_mean"], 4), "seconds": round(time.perf_counter() - t)}), flush=True)
 
 
 if __name__ == "__main__":

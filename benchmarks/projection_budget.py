@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tune import parse_variant  # noqa: E402
 
 from mimic.engine import MimicConfig  # noqa: E402
-from mimic.priors import list_priors, load_classifier, load_prior  # noqa: E402
-from mimic.priors.report import prior_report  # noqa: E402
+from mimic.priors import load_prior  # noqa: E402
+from mimic.priors.report import prior_report, report_classifier  # noqa: E402
 
 
 def main():
@@ -34,9 +34,7 @@ def main():
                     help="held-out half of a CelebA-style split (Fashion-MNIST: always the official test set)")
     args = ap.parse_args()
     pr = load_prior(args.prior, device=args.device)
-    clf = None
-    if (pr.resolution, pr.channels) == (28, 1) and "fmnist_classifier" in list_priors():
-        clf = load_classifier("fmnist_classifier", device=args.device)
+    clf = report_classifier(pr, device=args.device)
     for v in args.variant:
         t = time.perf_counter()
         q = prior_report(pr, n=args.n, device=args.device, write_card=False, progress=False, classifier=clf, split=args.split,

@@ -77,7 +77,9 @@ def ship_classifier(run: Path, name: str) -> None:
     print(f"shipped {name}: test accuracy {conf['test_accuracy']:.2f}% to {dest}")
 
 
-def _proj_psnr(folder, n=25):
+def checkpoint_val_projection(ckpt, *, use_ema: bool = True, n: int = 25) -> dict:
+    """Export ``ckpt`` as shipping would into a temporary folder and project (PGD, the engine's default
+    budget) the first ``n`` validation faces, in groups of 25: ``{"epoch", "psnr_mean", "ssim_mean"}``."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
@@ -85,12 +87,23 @@ def _proj_psnr(folder, n=25):
 
     from mimic.engine import MimicConfig, solve
     from mimic.io import to_tensor, to_uint8
-    from mimic.metrics import psnr
+    from mimic.metrics import psnr, ssim
 
-    pr = load_prior(folder)
+    if n % 25:
+        raise ValueError(f"n must be a multiple of 25, got {n}")
     cu = val_faces(n)
-    out = solve(pr.G, pr.D, to_tensor(cu)[None], MimicConfig(), method="pgd")
-    return float(psnr(to_uint8(out.x[0]), cu).mean())
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        conf = export_prior(ckpt, tmp, use_ema=use_ema)
+        save_json(tmp / "card.json", {})
+        pr = load_prior(tmp)
+        y = to_tensor(cu)  # (n, C, H, W)
+        y = y.reshape(n // 25, 25, *y.shape[1:])  # (S, B, C, H, W)
+        out = solve(pr.G, pr.D, y, MimicConfig(), method="pgd", generator=torch.Generator().manual_seed(0))
+    finally:
+        shutil.rmtree(tmp)
+    x = to_uint8(out.x.reshape(-1, *out.x.shape[2:]))  # (n, C, H, W)
+    return {"epoch": conf["epochs"], "psnr_mean": float(psnr(x, cu).mean()), "ssim_mean": float(ssim(x, cu).mean())}
 
 
 def main():
@@ -107,11 +120,7 @@ def main():
     choice, scores = args.weights, {}
     if choice == "auto":
         for w in ("raw", "ema"):
-            tmp = Path(tempfile.mkdtemp())
-            export_prior(args.ckpt, tmp, use_ema=w == "ema")
-            save_json(tmp / "card.json", {})
-            scores[w] = _proj_psnr(tmp)
-            shutil.rmtree(tmp)
+            scores[w] = checkpoint_val_projection(args.ckpt, use_ema=w == "ema")["psnr_mean"]
             print(f"{w}: validation projection PSNR {scores[w]:.2f} dB")
         choice = max(scores, key=scores.get)
     conf = export_prior(args.ckpt, dest, use_ema=choice == "ema")

@@ -271,14 +271,12 @@ def prior_report_cmd(name, data, n, json_path, device, no_card):
     """Measure a prior's quality figures (projection PSNR/SSIM, D sanity) and write its model card."""
     from ..api import resolve_device
     from ..io import save_json
-    from ..priors import list_priors, load_classifier, load_prior
-    from ..priors.report import prior_report
+    from ..priors import load_prior
+    from ..priors.report import prior_report, report_classifier
 
     dev = resolve_device(device)
-    clf = None
     pr = load_prior(name, device=dev)  # a shipped name or a folder: a 28x28 gray prior gets the classifier's figures too
-    if (pr.resolution, pr.channels) == (28, 1) and "fmnist_classifier" in list_priors():
-        clf = load_classifier("fmnist_classifier", device=dev)
+    clf = report_classifier(pr, device=dev)
     q = prior_report(pr, data=data, n=n, device=str(dev), write_card=not no_card, classifier=clf,
                      groups_per_call=8 if dev.type == "cuda" else 2)
     t = __import__("rich.table", fromlist=["Table"]).Table(title=f"prior {name}")

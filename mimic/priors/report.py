@@ -22,7 +22,7 @@ from ..io import make_grid, save_json, save_png, to_tensor, to_uint8
 from ..metrics import mean_ci95, psnr, ssim
 from . import load_prior, sha256_file
 
-__all__ = ["prior_report", "heldout_images", "roc_auc", "write_card_markdown", "PROJECTION_CONFIG"]
+__all__ = ["prior_report", "report_classifier", "heldout_images", "roc_auc", "write_card_markdown", "PROJECTION_CONFIG"]
 
 # the projection uses the engine's PGD with its default latent budget
 PROJECTION_CONFIG = MimicConfig()
@@ -31,6 +31,15 @@ PROJECTION_CONFIG = MimicConfig()
 #: classes with 4 restarts of 400 steps (20.50 dB), 85.0% with 4 x 800 (21.07 dB) and 87.0% with 4 x 1600
 #: (21.60 dB; 8 x 400: 20.72 dB). The report measures the prior, so it projects with 4 x 1600.
 PROJECTION_CONFIGS = {"dcgan64": PROJECTION_CONFIG, "fmnist28": MimicConfig(restarts=4, warm_steps=800, T2=80)}
+
+
+def report_classifier(prior, device="cpu"):
+    """The shipped classifier that measures a prior's class retention (28x28 gray priors), or None."""
+    from . import list_priors, load_classifier
+
+    if (prior.resolution, prior.channels) == (28, 1) and "fmnist_classifier" in list_priors():
+        return load_classifier("fmnist_classifier", device=device)
+    return None
 
 
 def roc_auc(pos: np.ndarray, neg: np.ndarray) -> float:

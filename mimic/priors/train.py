@@ -239,9 +239,9 @@ def train_prior(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfi
             t_start = time.perf_counter()
             checkpoint()
             if cfg.keep_epochs:
-                kept = out / f"checkpoint_ep{epoch:03d}.pt"
-                shutil.copyfile(ckpt_path, kept.with_name(f".{kept.name}.tmp"))
-                os.replace(kept.with_name(f".{kept.name}.tmp"), kept)
+                tmp = out / f".checkpoint_ep{epoch:03d}.pt.tmp"
+                shutil.copyfile(ckpt_path, tmp)
+                os.replace(tmp, out / f"checkpoint_ep{epoch:03d}.pt")
             save_json(out / "history.json", history)
             console.log(f"epoch {epoch}/{cfg.epochs}: D {history[-1]['lossD']:.3f} G {history[-1]['lossG']:.3f} "
                         f"({ep_time:.0f} s)")
