@@ -179,6 +179,27 @@ def test_supervised_reference_learns(faces, tiny_prior_dir):
     assert psnr(rec, faces).mean() > psnr(y, faces).mean() + 3  # a negated face is easy to learn to undo
 
 
+def test_supervised_reference_is_not_pulled_off_by_an_exploitable_discriminator(faces, tiny_prior_dir):
+    """A discriminator whose logit rises without bound with brightness, already sure the faces are real:
+    the bounded adversarial term leaves the L1 fit alone; log(1 - D) would whiten the output."""
+    import numpy as np
+    import torch
+
+    from mimic.bench.supervised import apply_supervised, train_supervised
+    from mimic.corruptions import get_corruption
+    from mimic.io import to_tensor, to_uint8
+    from mimic.metrics import psnr
+    from mimic.priors import load_prior
+
+    pr = load_prior(tiny_prior_dir)
+    pr.D = lambda x: 1e4 * (x.mean(dim=(1, 2, 3)) + 0.9)  # faces' mean is far above -0.9: logit >> 0
+    net, _ = train_supervised("negative", pr, faces, steps=60, batch_size=8, lr=2e-3)
+    y = to_uint8(get_corruption("negative")(to_tensor(faces), generator=torch.Generator().manual_seed(1)))
+    rec = apply_supervised(net, y)
+    assert psnr(rec, faces).mean() > psnr(y, faces).mean() + 3
+    assert abs(rec.astype(float).mean() - faces.astype(float).mean()) < 20  # not whitened
+
+
 def test_every_attack_keeps_its_budget(fmnist_root, tiny_fmnist_dirs):
     import numpy as np
     import pytest
