@@ -161,19 +161,26 @@ def test_bench_blind_resumes(tmp_path, tiny_prior_dir):
     assert {x["task"] for x in json.loads((tmp_path / "blind.json").read_text())["results"]} == {"negative", "stylize"}
 
 
-def test_supervised_reference_learns(faces, tiny_prior_dir):
-    import numpy as np
+def _supervised_negative(pr, faces):
+    """Train the supervised reference on ``negative`` briefly; -> (recovery, observation, info), uint8."""
+    import torch
 
     from mimic.bench.supervised import apply_supervised, train_supervised
     from mimic.corruptions import get_corruption
     from mimic.io import to_tensor, to_uint8
+
+    net, info = train_supervised("negative", pr, faces, steps=60, batch_size=8, lr=2e-3)
+    y = to_uint8(get_corruption("negative")(to_tensor(faces), generator=torch.Generator().manual_seed(1)))
+    return apply_supervised(net, y), y, info
+
+
+def test_supervised_reference_learns(faces, tiny_prior_dir):
+    import numpy as np
+
     from mimic.metrics import psnr
     from mimic.priors import load_prior
 
-    pr = load_prior(tiny_prior_dir)
-    net, info = train_supervised("negative", pr, faces, steps=60, batch_size=8, lr=2e-3)
-    y = to_uint8(get_corruption("negative")(to_tensor(faces), generator=__import__("torch").Generator().manual_seed(1)))
-    rec = apply_supervised(net, y)
+    rec, y, info = _supervised_negative(load_prior(tiny_prior_dir), faces)
     assert rec.shape == faces.shape and rec.dtype == np.uint8
     assert info["history"][-1]["loss"] < info["history"][0]["loss"]
     assert psnr(rec, faces).mean() > psnr(y, faces).mean() + 3  # a negated face is easy to learn to undo
@@ -182,20 +189,12 @@ def test_supervised_reference_learns(faces, tiny_prior_dir):
 def test_supervised_reference_is_not_pulled_off_by_an_exploitable_discriminator(faces, tiny_prior_dir):
     """A discriminator whose logit rises without bound with brightness, already sure the faces are real:
     the bounded adversarial term leaves the L1 fit alone; log(1 - D) would whiten the output."""
-    import numpy as np
-    import torch
-
-    from mimic.bench.supervised import apply_supervised, train_supervised
-    from mimic.corruptions import get_corruption
-    from mimic.io import to_tensor, to_uint8
     from mimic.metrics import psnr
     from mimic.priors import load_prior
 
     pr = load_prior(tiny_prior_dir)
     pr.D = lambda x: 1e4 * (x.mean(dim=(1, 2, 3)) + 0.9)  # faces' mean is far above -0.9: logit >> 0
-    net, _ = train_supervised("negative", pr, faces, steps=60, batch_size=8, lr=2e-3)
-    y = to_uint8(get_corruption("negative")(to_tensor(faces), generator=torch.Generator().manual_seed(1)))
-    rec = apply_supervised(net, y)
+    rec, y, _ = _supervised_negative(pr, faces)
     assert psnr(rec, faces).mean() > psnr(y, faces).mean() + 3
     assert abs(rec.astype(float).mean() - faces.astype(float).mean()) < 20  # not whitened
 

@@ -6,8 +6,9 @@ term (lam_adv = 1e-3, from the frozen prior's discriminator). The adversarial te
 non-saturating -log D(out) = softplus(-logit), which is bounded below: the paper's
 log(1 - D(out)) = -softplus(logit) is not, and a network trained through a fixed discriminator
 learns to drive that logit up instead of restoring faces (with the epoch-26 celeba64 it cut
-the gray_blur reference from about 20 to 16 dB). It sees the corruption thousands of times, so it is not blind: it shows how close the
-unsupervised method comes to supervision on the same held-out faces.
+the gray_blur reference from about 20 to 16 dB). It sees the corruption thousands of times, so
+it is not blind: it shows how close the unsupervised method comes to supervision on the same
+held-out faces.
 """
 from __future__ import annotations
 
