@@ -45,7 +45,8 @@ def main():
     ap.add_argument("--pgd", default="")
     ap.add_argument("--no-pgd", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--gpc", type=int, default=1)
+    ap.add_argument("--gpc", type=int, default=None, help="groups per engine call (default: 1 on CPU, all on CUDA)")
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     clean_u8 = val_faces(args.n, args.offset)
@@ -63,13 +64,13 @@ def main():
         res = {"task": label, "observed": float(psnr(y_u8, clean_u8).mean())}
         if not args.no_pgd:
             t0 = time.time()
-            r = recover(y_u8, task=task, method="pgd", prior=args.prior, device="cpu", groups_per_call=args.gpc,
+            r = recover(y_u8, task=task, method="pgd", prior=args.prior, device=args.device, groups_per_call=args.gpc,
                         **parse_variant(args.pgd))
             res["pgd"] = float(psnr(r.images, clean_u8).mean())
             res["pgd_s"] = time.time() - t0
         for v in args.variant or [""]:
             t0 = time.time()
-            r = recover(y_u8, task=task, method="mimic", prior=args.prior, device="cpu", groups_per_call=args.gpc,
+            r = recover(y_u8, task=task, method="mimic", prior=args.prior, device=args.device, groups_per_call=args.gpc,
                         **parse_variant(v))
             res[f"mimic[{v}]"] = float(psnr(r.images, clean_u8).mean())
             res[f"mimic[{v}]_s"] = time.time() - t0

@@ -134,7 +134,7 @@ def load_image_folder(files: list[Path], *, size: int = 64, crop_fraction: float
             arr = arr[:, :, None]
         out[i] = celeba_crop(arr, size, crop_fraction=crop_fraction).reshape(size, size, channels)
     if cache:
-        tmp = cpath.with_suffix(".tmp.npy")
+        tmp = cpath.with_suffix(f".{os.getpid()}.tmp.npy")  # per process: concurrent runs may fill the same entry
         np.save(tmp, out)
         os.replace(tmp, cpath)
     return out

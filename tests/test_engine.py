@@ -28,15 +28,18 @@ def _y(prior, S=2, B=3, C=3, seed=0):
 @pytest.mark.parametrize("method", ["mimic", "pgd"])
 @pytest.mark.parametrize("cobs", [1, 3])
 def test_shapes_finite_box(prior, method, cobs, device):
-    prior.to(device)
-    y = _y(prior, C=cobs).to(device)
+    y = _y(prior, C=cobs).to(device)  # made on the CPU, where the shared prior fixture lives
     seen = []
 
     def cb(t, x, fx, hist):
         seen.append(t)
 
-    out = solve(prior.G, prior.D, y, FAST, method=method, generator=torch.Generator().manual_seed(0), callback=cb)
-    prior.to("cpu")
+    prior.to(device)
+    try:
+        out = solve(prior.G, prior.D, y, FAST, method=method, generator=torch.Generator().manual_seed(0), callback=cb)
+    finally:
+        prior.to("cpu")  # the fixture is shared by later tests
+    assert out.x.device.type == torch.device(device).type
     assert out.x.shape == (2, 3, 3, 64, 64)
     assert out.fx.shape[2] == (cobs if method == "mimic" else 3)
     assert out.z.abs().max() <= 1.0

@@ -169,7 +169,8 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
             pm, pci = mean_ci95(p)
             sm, sci = mean_ci95(s)
             row = {"task": task, "method": m, "n": len(p), "psnr_mean": pm, "psnr_ci95": pci, "ssim_mean": sm,
-                   "ssim_ci95": sci, "seconds": secs}
+                   "ssim_ci95": sci, "seconds": secs,
+                   "device": old_rows[(task, m)].get("device", "cpu") if resumed else str(dev)}
             rows.append(row)
             per_image[task][m] = {"psnr": p.tolist(), "ssim": s.tolist()}
             log(f"{task:13s} {m:7s} PSNR {pm:6.2f} ± {pci:.2f}  SSIM {sm:.3f}  ({secs:.0f} s)")
