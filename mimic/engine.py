@@ -153,6 +153,23 @@ def losses(y, x, fx, logits, cfg: MimicConfig, obs=_obs_l1):
     return l_obs, l_adv, l_id
 
 
+def group_robust_weights(y: torch.Tensor, fx: torch.Tensor, valid: torch.Tensor, cfg: MimicConfig) -> torch.Tensor:
+    """Per-pixel latent-loss weights of each group (``cfg.robust`` > 0), shape (S, 1, C_obs, H, W), in (0, 1].
+
+    r = the group's median |y - f(G(z))| at each pixel over its valid observations (optionally box-smoothed);
+    weight = min(1, (robust * median(r) / r) ** robust_power): a pixel that the surrogate cannot explain for
+    the whole group (stuck columns, occluders, lines) stops steering z.
+    y, fx : (S, B, C_obs, H, W); valid : (S, B), 1 for real observations, 0 for padding.
+    """
+    r = (y - fx).abs()  # (S, B, C_obs, H, W)
+    r = r.masked_fill(valid[:, :, None, None, None] == 0, float("nan")).nanmedian(dim=1, keepdim=True).values
+    if cfg.robust_smooth > 1:
+        k = cfg.robust_smooth
+        r = F.avg_pool2d(r.flatten(0, 2), k, stride=1, padding=k // 2, count_include_pad=False).view_as(r)
+    scale = r.flatten(1).median(dim=1).values.clamp(min=1e-6).view(-1, 1, 1, 1, 1)  # (S, 1, 1, 1, 1)
+    return (cfg.robust * scale / r.clamp(min=1e-6)).pow(cfg.robust_power).clamp(max=1.0)  # (S, 1, C_obs, H, W)
+
+
 def _identity_view(x: torch.Tensor, cobs: int, mode: str) -> torch.Tensor:
     """f = identity for PGD: a 1-channel observation is compared with x by broadcasting or with x's channel mean."""
     if cobs == x.shape[2] or mode == "broadcast":
@@ -314,13 +331,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         return (e * w).mean(dim=(2, 3, 4)) / w.mean(dim=(2, 3, 4)).clamp(min=1e-6)
 
     def robust_weights(fx):
-        r = (y - fx).abs()  # (S, B, C_obs, H, W)
-        r = r.masked_fill(valid[:, :, None, None, None] == 0, float("nan")).nanmedian(dim=1, keepdim=True).values
-        if cfg.robust_smooth > 1:
-            k = cfg.robust_smooth
-            r = F.avg_pool2d(r.flatten(0, 2), k, stride=1, padding=k // 2, count_include_pad=False).view_as(r)
-        scale = r.flatten(1).median(dim=1).values.clamp(min=1e-6).view(-1, 1, 1, 1, 1)  # (S, 1, 1, 1, 1)
-        return (cfg.robust * scale / r.clamp(min=1e-6)).pow(cfg.robust_power).clamp(max=1.0)  # (S, 1, C_obs, H, W)
+        return group_robust_weights(y, fx, valid, cfg)
 
     hist = {k: [] for k in ("obs", "adv", "ident", "total")}
 

@@ -161,3 +161,25 @@ def test_restarts_keep_the_best_copy_per_image(prior):
     # the first copy of every image is the single run, so the best of three can only be as good or better
     assert (many.obs_loss <= one.obs_loss + 1e-6).all()
     assert many.z.abs().max() <= 1
+
+
+def test_robust_weights_mute_what_the_whole_group_gets_wrong():
+    """Pixels wrong in every observation of a group lose their weight; one image's outlier and padding do not."""
+    from mimic.engine import MimicConfig, group_robust_weights
+
+    g = torch.Generator().manual_seed(0)
+    S, B = 2, 5
+    fx = torch.rand(S, B, 3, 16, 16, generator=g) * 2 - 1
+    y = fx + 0.05 * torch.randn(S, B, 3, 16, 16, generator=g)
+    y[..., :4] += 1.0  # the first 4 columns corrupted in every observation (stuck columns, an occluder)
+    y[0, 0, :, 8, 8] += 5.0  # an outlier in one observation only: the group median ignores it
+    valid = torch.ones(S, B)
+    valid[1, 2:] = 0  # padding: garbage that must not count
+    y[1, 2:] += 100.0
+    w = group_robust_weights(y, fx, valid, MimicConfig(robust=2.0))
+    assert w.shape == (S, 1, 3, 16, 16)
+    assert (w > 0).all() and (w <= 1).all()
+    assert w[..., :4].max() < 0.01
+    assert w[..., 4:].mean() > 0.9
+    assert w[1, ..., 4:].mean() > 0.9  # padding ignored
+    assert w[0, 0, :, 8, 8].min() > 0.3
