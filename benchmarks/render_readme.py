@@ -38,10 +38,14 @@ def blind_section() -> str:
     p = ROOT / "benchmarks" / "results" / "blind"
     res = json.loads((p / "blind.json").read_text())
     st = res["settings"]
+    by_dev: dict = {}  # device -> rows measured there (rows record it; older runs: the run's device)
+    for r in res["results"]:
+        by_dev.setdefault(r.get("device", st["device"]), []).append(r)
+    where = "; ".join(f"{len(rs)} rows on {d}, {sum(r['seconds'] for r in rs) / 60:.0f} min of compute summed"
+                      for d, rs in sorted(by_dev.items()))
     head = (f"{st['n']} held-out test faces per task ({st['faces']}), prior sha256 "
-            f"{st['prior_sha256'].get('generator.safetensors', '')[:12]}…, device {st['device']}, "
-            f"overrides {st['overrides'] or 'none'}; {sum(r['seconds'] for r in res['results']) / 60:.0f} min of "
-            f"compute summed over the rows (a resumed run reuses rows measured earlier).")
+            f"{st['prior_sha256'].get('generator.safetensors', '')[:12]}…, overrides {st['overrides'] or 'none'}; "
+            f"{where} (a resumed run reuses rows measured earlier).")
     figs = ["", "Figure 2 layout (rows: observed, the surrogate's estimate f(x), PGD, MimicGAN, clean; PSNR under "
                 "each image), first 8 faces per task:", ""]
     for t in dict.fromkeys(r["task"] for r in res["results"]):
