@@ -38,9 +38,9 @@ def blind_section() -> str:
     p = ROOT / "benchmarks" / "results" / "blind"
     res = json.loads((p / "blind.json").read_text())
     st = res["settings"]
-    by_dev: dict = {}  # device -> rows measured there (rows record it; older runs: the run's device)
+    by_dev: dict = {}  # device -> rows measured there
     for r in res["results"]:
-        by_dev.setdefault(r.get("device", st["device"]), []).append(r)
+        by_dev.setdefault(r["device"], []).append(r)
     where = "; ".join(f"{len(rs)} rows on {d}, {sum(r['seconds'] for r in rs) / 60:.0f} min of compute summed"
                       for d, rs in sorted(by_dev.items()))
     head = (f"{st['n']} held-out test faces per task ({st['faces']}), prior sha256 "

@@ -330,9 +330,6 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             return e.mean(dim=(2, 3, 4))
         return (e * w).mean(dim=(2, 3, 4)) / w.mean(dim=(2, 3, 4)).clamp(min=1e-6)
 
-    def robust_weights(fx):
-        return group_robust_weights(y, fx, valid, cfg)
-
     hist = {k: [] for k in ("obs", "adv", "ident", "total")}
 
     def record(l_obs, l_adv, l_id):
@@ -385,7 +382,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         chosen_init = torch.zeros(S0, dtype=torch.long)
     if cfg.robust and not pgd:
         with torch.no_grad():
-            robust_w = robust_weights(f(gen(z)))
+            robust_w = group_robust_weights(y, f(gen(z)), valid, cfg)
             if cfg.robust_restart:
                 z0s = z0.repeat(K, 1, 1)[idx] if K > 1 else z0
                 z.copy_(z0s)
@@ -413,7 +410,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
                 surrogate_step(x_fixed)
         if cfg.robust and not pgd:
             with torch.no_grad():
-                robust_w = robust_weights(f(x.detach()))
+                robust_w = group_robust_weights(y, f(x.detach()), valid, cfg)
         for _ in range(cfg.T2):
             latent_step(cfg.lr_g)
         x, fx, l_obs = evaluate()

@@ -91,6 +91,8 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
             st = old["settings"]
             if (st["n"], st["seed"], st["prior_sha256"], st["overrides"], st["batch_size"]) == \
                     (len(clean_u8), seed, pr.sha256, overrides, batch_size):
+                for r in old["results"]:  # rows of runs before rows recorded their device: the run's device
+                    r.setdefault("device", st["device"])
                 old_rows = {(r["task"], r["method"]): r for r in old["results"]}
                 earlier = {t: ([r for r in old["results"] if r["task"] == t], old["per_image"].get(t))
                            for t in dict.fromkeys(r["task"] for r in old["results"])}
@@ -170,7 +172,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
             sm, sci = mean_ci95(s)
             row = {"task": task, "method": m, "n": len(p), "psnr_mean": pm, "psnr_ci95": pci, "ssim_mean": sm,
                    "ssim_ci95": sci, "seconds": secs,
-                   "device": old_rows[(task, m)].get("device", "cpu") if resumed else str(dev)}
+                   "device": old_rows[(task, m)]["device"] if resumed else str(dev)}
             rows.append(row)
             per_image[task][m] = {"psnr": p.tolist(), "ssim": s.tolist()}
             log(f"{task:13s} {m:7s} PSNR {pm:6.2f} ± {pci:.2f}  SSIM {sm:.3f}  ({secs:.0f} s)")
