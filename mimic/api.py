@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .engine import MimicConfig, solve
+from .engine import MimicConfig, fill_mask, solve
 from .inputs import InputError, prepare
 from .io import to_tensor, to_uint8
 from .priors import Prior, load_prior
@@ -147,6 +147,7 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
     surrogates: list = [None] * len(groups)
     history: list = [None] * len(groups)
     restarted = []
+    n_fill, frac_fill = 0, 0.0  # images with detected fill pixels, and the sum of their fill fractions
     # CPU: one group per call (measured: two groups in one call take 1.9x as long as one, no batching gain
     # on 2 cores; benchmarks/results/speed); GPU: all groups in one call
     gpc = groups_per_call or (len(groups) if dev.type == "cuda" else 1)
@@ -176,6 +177,12 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
             for s, g in enumerate(gs):
                 y[s, : len(g)] = to_tensor(np.stack([prep.images[i] for i in g]))
                 valid[s, : len(g)] = 1
+            if cfg.fill:  # the engine detects the same fill pixels on its side; counted here for the notice
+                fm = fill_mask(y)
+                if fm is not None:
+                    hit = ((fm == 0).flatten(2).any(2) & (valid > 0))  # (S, B) images with fill pixels
+                    n_fill += int(hit.sum())
+                    frac_fill += float(((fm == 0).float().mean(dim=(2, 3, 4)) * hit).sum())
             gen = torch.Generator().manual_seed(seed * 1_000_003 + call[0])
             out = solve(pr.G, pr.D, y.to(dev), cfg, method=method, valid=valid.to(dev), generator=gen,
                         callback=callback)
@@ -196,6 +203,9 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
                     restarted.append(gi)
             prog.advance(ptask, sum(len(g) for g in gs))
     notices = list(prep.notices)
+    if n_fill:
+        notices.append(f"{n_fill} image(s) hold a constant fill value in {100 * frac_fill / n_fill:.0f}% of their pixels on "
+                       "average; those pixels were left out of the fit (fill detection; fill=False / --no-fill fits them)")
     if restarted:
         notices.append(f"{len(restarted)} group(s) diverged and were restarted with a smaller step: {restarted}")
     return Recovery(images=to_uint8(x_all), tensor=x_all, mimicked=mimicked, observed=list(prep.images), z=z_all,

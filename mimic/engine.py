@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from .surrogate import BatchedSurrogate
 
-__all__ = ["MimicConfig", "SolveOutput", "solve", "z_init"]
+__all__ = ["MimicConfig", "SolveOutput", "fill_mask", "group_robust_weights", "solve", "z_init"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,10 @@ class MimicConfig:
     robust_power: float = 4.0  # sharpness of the robust weights
     robust_restart: bool = False  # restart z from its starting point once the first robust weights are known
     robust_smooth: int = 1  # box filter size over the residual map before weighting (corruptions are spatially coherent)
+    # --- missing pixels (blind; this project's addition, see docs/TUNING.md 15) ---
+    fill: bool = False  # leave pixels written with a constant fill value out of L_obs (surrogate and latent steps):
+    #   per observation channel, an 8-bit level held by >= 5% of the pixels and 10x more than its neighbour levels
+    #   (``fill_mask``); per image, so a random mask drawn per image (which no group-shared f can learn) is handled
 
     def latent_steps(self) -> int:
         """Total latent steps (PGD gets the same number)."""
@@ -168,6 +172,44 @@ def group_robust_weights(y: torch.Tensor, fx: torch.Tensor, valid: torch.Tensor,
         r = F.avg_pool2d(r.flatten(0, 2), k, stride=1, padding=k // 2, count_include_pad=False).view_as(r)
     scale = r.flatten(1).median(dim=1).values.clamp(min=1e-6).view(-1, 1, 1, 1, 1)  # (S, 1, 1, 1, 1)
     return (cfg.robust * scale / r.clamp(min=1e-6)).pow(cfg.robust_power).clamp(max=1.0)  # (S, 1, C_obs, H, W)
+
+
+def fill_mask(y: torch.Tensor, *, min_frac: float = 0.05, ratio: float = 10.0) -> torch.Tensor | None:
+    """Blind detection of pixels set to a constant (a fill value), shape like ``y``, or None if there are none.
+
+    Missing pixels are commonly written as one constant (removed pixels, masked bands). In the 8-bit
+    histogram of each observation channel, a fill value is a spike: a value held by at least ``min_frac``
+    of the pixels and by ``ratio`` times more pixels than any value within 2 levels of it. Spikes at the
+    channel's own minimum or maximum are left alone: there clipping makes them (a truncated highlight, a
+    black background), and a clipped pixel still says something about x.
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        (..., C, H, W) float observations in [-1, 1].
+
+    Returns
+    -------
+    torch.Tensor or None
+        float (..., C, H, W): 1 where the observation is used, 0 at detected fill pixels; None when no
+        pixel of ``y`` is a fill (the common case, so the loss is computed exactly as without detection).
+    """
+    q = ((y.detach().clamp(-1, 1) + 1) * 127.5).round().long()  # (..., C, H, W) 8-bit levels
+    flat = q.flatten(-2)  # (..., C, H*W)
+    lead, hw = flat.shape[:-1], flat.shape[-1]
+    flat = flat.reshape(-1, hw)  # (M, H*W), one row per image channel
+    counts = torch.zeros(flat.shape[0], 256, device=y.device).scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float))
+    padded = F.pad(counts, (2, 2))  # (M, 260)
+    near = torch.stack([padded[:, 2 + d : 258 + d] for d in (-2, -1, 1, 2)]).amax(0)  # (M, 256) neighbours' max
+    levels = torch.arange(256, device=y.device)
+    present = counts > 0
+    lo = torch.where(present, levels, 256).amin(1, keepdim=True)  # (M, 1) the channel's min level
+    hi = torch.where(present, levels, -1).amax(1, keepdim=True)  # (M, 1) its max level
+    spike = (counts >= min_frac * hw) & (counts >= ratio * near) & (levels > lo) & (levels < hi)  # (M, 256)
+    if not bool(spike.any()):
+        return None
+    is_fill = torch.gather(spike, 1, flat)  # (M, H*W)
+    return (~is_fill).to(y.dtype).reshape(*lead, hw).reshape(y.shape)
 
 
 def _identity_view(x: torch.Tensor, cobs: int, mode: str) -> torch.Tensor:
@@ -320,10 +362,13 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         raise ValueError(f"obs_norm must be 'l1' or 'l2', got {cfg.obs_norm!r}")
     penalty = _NORMS["l1" if pgd else cfg.obs_norm]  # PGD (and the oracle) stay L1
     robust_w = None  # (S, 1, C_obs, H, W) blind per-pixel weights (cfg.robust), set during the alternation
+    fill_w = fill_mask(y) if cfg.fill else None  # (S, B, C_obs, H, W) 0 at detected fill pixels, or None
 
-    def obs(yy, fx, weighted=True):  # L_obs per image (S, B), weighted by the known mask (oracle) or the robust weights
-        e = penalty(yy - fx)
-        w = weight.to(yy) if (weighted and weight is not None) else None
+    def obs(yy, fx, weighted=True):  # L_obs per image (S, B), weighted by the detected fill mask (always), the known
+        e = penalty(yy - fx)  # mask (oracle) or the robust weights (latent steps)
+        w = fill_w
+        if weighted and weight is not None:
+            w = weight.to(yy) if w is None else w * weight.to(yy)
         if weighted and robust_w is not None:
             w = robust_w if w is None else w * robust_w
         if w is None:
@@ -372,6 +417,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             idx = per.argmin(0) * S0 + torch.arange(S0, device=device)  # (S0,) winning candidate of each group
         S = S0
         y, valid, lr_scale = y[idx], valid[idx], lr_scale[idx]
+        fill_w = None if fill_w is None else fill_w[idx]
         z = z.detach()[idx].clone().requires_grad_(True)
         z_state = z_state[idx].clone()
         surrogate = surrogate.select(idx)

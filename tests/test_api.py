@@ -120,3 +120,21 @@ def test_atomic_write_permissions_and_no_leftovers(tmp_path):
     os.umask(umask)
     assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+def test_blind_preset_reports_and_skips_fill_pixels(tiny_prior_dir):
+    """Pixels set to one constant (a removal mask) are detected per image and named in a notice."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    smooth = np.stack([gaussian_filter(rng.normal(size=(64, 64, 3)), (4, 4, 0)) for _ in range(3)])
+    smooth = np.round(127.5 + 90 * smooth / np.abs(smooth).max()).astype(np.uint8)  # natural-looking, no spikes
+    plain = recover(smooth, prior=tiny_prior_dir, device="cpu", **FAST)
+    assert not any("fill" in n for n in plain.notices)
+    holes = smooth.copy()
+    holes[rng.random((3, 64, 64)) < 0.6] = 128  # 60% of the pixels of every image set to mid-gray
+    r = recover(holes, prior=tiny_prior_dir, device="cpu", **FAST)
+    assert any(n.startswith("3 image(s) hold a constant fill value in 60%") for n in r.notices), r.notices
+    off = recover(holes, prior=tiny_prior_dir, device="cpu", fill=False, **FAST)
+    assert not any("fill" in n for n in off.notices)
+    assert not np.array_equal(r.images, off.images)  # the detected pixels were left out of the fit

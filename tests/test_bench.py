@@ -48,6 +48,7 @@ def test_bench_reconstruct_quick(tmp_path, tiny_prior_dir):
     methods = {(x["corruption"], x["method"]) for x in rows}
     assert ("convolve_noise", "tv") in methods and ("remove_pixel_0.9", "biharmonic") in methods
     assert ("patch_band", "dip") in methods and ("patch_band", "mimic") in methods
+    assert ("remove_pixel_0.95", "pgd") in methods and ("remove_pixel_0.95", "pgd_fill") in methods
     assert ("convolve_noise", "biharmonic") not in methods
     assert all(x["mse_mean"] >= 0 and x["n"] == 2 for x in rows)
 

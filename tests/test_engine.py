@@ -183,3 +183,59 @@ def test_robust_weights_mute_what_the_whole_group_gets_wrong():
     assert w[..., 4:].mean() > 0.9
     assert w[1, ..., 4:].mean() > 0.9  # padding ignored
     assert w[0, 0, :, 8, 8].min() > 0.3
+
+
+def _smooth_images(n, c=3, size=64, seed=0):
+    """Natural-looking test images: blurred noise on the 8-bit grid, in about [-0.8, 0.8]."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, size, size, generator=g)
+    k = torch.ones(c, 1, 9, 9) / 81
+    for _ in range(3):
+        x = torch.nn.functional.conv2d(x, k, padding=4, groups=c)
+    x = 0.8 * x / x.abs().amax(dim=(1, 2, 3), keepdim=True)
+    return ((x + 1) * 127.5).round() / 127.5 - 1
+
+
+def test_fill_mask_finds_constant_fills_and_nothing_else():
+    from mimic.engine import fill_mask
+
+    x = _smooth_images(6)
+    assert fill_mask(x) is None  # natural images: no spike
+    assert fill_mask(x.clamp(max=0.3)) is None  # clipping piles pixels at the maximum: not a fill
+    assert fill_mask(x.clamp(min=-0.3)) is None  # ... nor at the minimum
+    g = torch.Generator().manual_seed(1)
+    keep = torch.rand(6, 1, 64, 64, generator=g) >= 0.7  # a random mask per image, all channels (remove_pixel)
+    m = fill_mask(x * keep)
+    assert m is not None and m.shape == x.shape
+    hit = (m == 0)
+    removed = ~keep.expand_as(x)
+    assert (hit & removed).sum() / removed.sum() > 0.97  # recall
+    assert (hit & ~removed).sum() / hit.sum() < 0.02  # precision
+    keep_c = torch.rand(6, 3, 64, 64, generator=g) >= 0.5  # per channel (remove_pixel_channel), in (S, B, C, H, W)
+    m = fill_mask((x * keep_c).view(2, 3, 3, 64, 64))
+    assert m.shape == (2, 3, 3, 64, 64)
+    assert ((m.view_as(x) == 0) == ~keep_c).float().mean() > 0.97
+    band = x.clone()
+    band[1, :, 20:40] = 0.0  # one image with a band: only that image gets a mask
+    m = fill_mask(band)
+    assert m is not None and (m[1, :, 20:40] == 0).all()
+    assert (m[[0, 2, 3, 4, 5]] == 1).all()
+
+
+def test_fill_detection_lets_pgd_ignore_removed_pixels(prior):
+    """With fill=True, pixels set to a constant stop pulling G(z) towards that constant."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        x = prior.G(torch.rand(4, 100, generator=g) * 2 - 1).view(1, 4, 3, 64, 64)
+    x = ((x + 1) * 127.5).round() / 127.5 - 1
+    keep = torch.rand(1, 4, 1, 64, 64, generator=g) >= 0.8
+    y = x * keep  # 80% of the pixels set to 0 (mid-gray), a new mask per image
+    cfg = FAST.replace(warm_steps=60, T=2, lr_warm=3e-2, fill=True)
+    a = solve(prior.G, prior.D, y, cfg, method="pgd")
+    b = solve(prior.G, prior.D, y, cfg.replace(fill=False), method="pgd")
+    err_a = (a.x - x).pow(2).mean(dim=(2, 3, 4))  # (1, 4)
+    err_b = (b.x - x).pow(2).mean(dim=(2, 3, 4))
+    assert (err_a < err_b).all(), (err_a, err_b)
+    # the mask is the engine's own: the same run with the known mask given as a weight agrees closely
+    c = solve(prior.G, prior.D, y, cfg.replace(fill=False), method="pgd", weight=keep.float())
+    assert (a.x - c.x).abs().mean() < 0.05

@@ -58,13 +58,15 @@ def schedule_options(fn):
                      help="Surrogate kind."),
         click.option("--obs-norm", type=click.Choice(["l1", "l2"]), default=None,
                      help="Norm of the surrogate's observation loss (l2 fits the mean: random masks, dropped pixels)."),
+        click.option("--fill/--no-fill", "fill", default=None,
+                     help="Leave pixels written with a constant fill value (detected per image) out of the fit."),
     ]):
         fn = opt(fn)
     return fn
 
 
 def _pop_overrides(kw) -> dict:
-    keys = ("T", "T1", "T2", "warm_steps", "restarts", "lr_g", "lr_s", "surrogate", "obs_norm")
+    keys = ("T", "T1", "T2", "warm_steps", "restarts", "lr_g", "lr_s", "surrogate", "obs_norm", "fill")
     vals = {k: kw.pop(k, None) for k in keys}
     return {k: v for k, v in vals.items() if v is not None}
 
@@ -361,7 +363,7 @@ def bench_blind_cmd(out, prior, tasks, n, methods, supervised_steps, device, see
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--prior", default="celeba64", show_default=True)
 @click.option("--n", default=200, show_default=True)
-@click.option("--methods", default="mimic,pgd,tv,biharmonic,dip", show_default=True)
+@click.option("--methods", default="mimic,pgd,pgd_fill,tv,biharmonic,dip", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--dip-steps", default=1500, show_default=True)
