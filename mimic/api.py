@@ -52,6 +52,9 @@ class Recovery:
     history : list of dict
         Per group: name -> list of the group's mean loss after the warm start and each outer iteration.
     names : list of str
+    fill : ndarray float (N,)
+        Fraction of each observation's pixel values detected as a constant fill and left out of the fit
+        (``fill`` option, on in the blind preset); 0 where none was found or detection is off.
     """
 
     images: np.ndarray
@@ -75,9 +78,16 @@ class Recovery:
     notices: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     restarted_groups: list = field(default_factory=list)
+    fill: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
+
+
+def fill_notice(n_images: int, mean_fraction: float) -> str:
+    """The notice for images in which fill pixels were detected."""
+    return (f"{n_images} image(s) hold a constant fill value in {100 * mean_fraction:.0f}% of their pixels on average; "
+            "those pixels were left out of the fit (fill detection; fill=False / --no-fill fits them)")
 
 
 def make_groups(channels: list[int], batch_size: int) -> list[list[int]]:
@@ -147,7 +157,7 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
     surrogates: list = [None] * len(groups)
     history: list = [None] * len(groups)
     restarted = []
-    n_fill, frac_fill = 0, 0.0  # images with detected fill pixels, and the sum of their fill fractions
+    fill_all = np.zeros(n)  # per image: fraction of its pixel values detected as fill
     # CPU: one group per call (measured: two groups in one call take 1.9x as long as one, no batching gain
     # on 2 cores; benchmarks/results/speed); GPU: all groups in one call
     gpc = groups_per_call or (len(groups) if dev.type == "cuda" else 1)
@@ -177,12 +187,8 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
             for s, g in enumerate(gs):
                 y[s, : len(g)] = to_tensor(np.stack([prep.images[i] for i in g]))
                 valid[s, : len(g)] = 1
-            if cfg.fill:  # the engine detects the same fill pixels on its side; counted here for the notice
-                fm = fill_mask(y)
-                if fm is not None:
-                    hit = ((fm == 0).flatten(2).any(2) & (valid > 0))  # (S, B) images with fill pixels
-                    n_fill += int(hit.sum())
-                    frac_fill += float(((fm == 0).float().mean(dim=(2, 3, 4)) * hit).sum())
+            fm = fill_mask(y) if cfg.fill else None  # what the engine leaves out on its side, for the report
+            frac = None if fm is None else (fm == 0).float().mean(dim=(2, 3, 4)).numpy()  # (S, B)
             gen = torch.Generator().manual_seed(seed * 1_000_003 + call[0])
             out = solve(pr.G, pr.D, y.to(dev), cfg, method=method, valid=valid.to(dev), generator=gen,
                         callback=callback)
@@ -192,6 +198,8 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
                 x_all[g] = x[s, :k]
                 z_all[g] = z[s, :k]
                 loss_all[g] = ol[s, :k]
+                if frac is not None:
+                    fill_all[g] = frac[s, :k]
                 gid[g] = gi
                 fxu = to_uint8(fx[s, :k])
                 for j, i in enumerate(g):
@@ -203,13 +211,12 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
                     restarted.append(gi)
             prog.advance(ptask, sum(len(g) for g in gs))
     notices = list(prep.notices)
-    if n_fill:
-        notices.append(f"{n_fill} image(s) hold a constant fill value in {100 * frac_fill / n_fill:.0f}% of their pixels on "
-                       "average; those pixels were left out of the fit (fill detection; fill=False / --no-fill fits them)")
+    if (fill_all > 0).any():
+        notices.append(fill_notice(int((fill_all > 0).sum()), float(fill_all[fill_all > 0].mean())))
     if restarted:
         notices.append(f"{len(restarted)} group(s) diverged and were restarted with a smaller step: {restarted}")
     return Recovery(images=to_uint8(x_all), tensor=x_all, mimicked=mimicked, observed=list(prep.images), z=z_all,
                     group=gid, obs_loss=loss_all, surrogates=surrogates, history=history, names=prep.names,
                     method=method, task=t.name, config=asdict(cfg), prior=pr.name, prior_sha256=pr.sha256,
                     device=str(dev), seed=seed, seconds=time.perf_counter() - t0, notices=notices,
-                    skipped=prep.skipped, restarted_groups=restarted)
+                    skipped=prep.skipped, restarted_groups=restarted, fill=fill_all)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .api import Recovery, recover, resolve_device
+from .api import Recovery, fill_notice, recover, resolve_device
 from .corruptions import get_corruption
 from .inputs import InputError, prepare, scan_folder
 from .io import ImageReadError, make_grid, read_image, save_json, save_png, to_tensor, to_uint8
@@ -129,11 +129,14 @@ def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, ba
             save_png(out / "mimicked" / f"{s}.png", rec.mimicked[j])
             save_png(out / "recovered" / f"{s}.png", rec.images[j])  # last: its presence marks the image done
             per_image[s] = {"stem": s, "input": nm, "group": int(rec.group[j]) + group_offset,
-                            "obs_loss": float(rec.obs_loss[j])}
+                            "obs_loss": float(rec.obs_loss[j]), "fill": float(rec.fill[j])}
         group_offset += len(rec.surrogates)
         restarted += rec.restarted_groups
         res.done += len(rec.names)
         res.notices += [n for n in rec.notices if n not in res.notices and "diverged" in n]
+    filled = [r["fill"] for r in per_image.values() if r.get("fill", 0) > 0]  # this run's and a resumed run's
+    if filled:
+        res.notices.append(fill_notice(len(filled), float(np.mean(filled))))
     # metrics against clean references
     all_stems = [s for s in (_rel_stem(p, inp) for p in unique) if s in per_image]
     clean_imgs = _load_clean(Path(clean) if clean else None, all_stems, pr.resolution)

@@ -135,6 +135,7 @@ def test_blind_preset_reports_and_skips_fill_pixels(tiny_prior_dir):
     holes[rng.random((3, 64, 64)) < 0.6] = 128  # 60% of the pixels of every image set to mid-gray
     r = recover(holes, prior=tiny_prior_dir, device="cpu", **FAST)
     assert any(n.startswith("3 image(s) hold a constant fill value in 60%") for n in r.notices), r.notices
+    assert r.fill.shape == (3,) and np.all(np.abs(r.fill - 0.6) < 0.03) and np.all(plain.fill == 0)
     off = recover(holes, prior=tiny_prior_dir, device="cpu", fill=False, **FAST)
     assert not any("fill" in n for n in off.notices)
     assert not np.array_equal(r.images, off.images)  # the detected pixels were left out of the fit

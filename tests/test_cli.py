@@ -95,3 +95,23 @@ def test_tasks_and_corruptions_list():
     assert r.exit_code == 0 and "gray_blur" in r.output and "inpainting" in r.output
     r = run("corruptions")
     assert "remove_pixel" in r.output
+
+
+def test_recover_folder_reports_fill_pixels(tmp_path, tiny_prior_dir):
+    from scipy.ndimage import gaussian_filter
+
+    inp = tmp_path / "holes"
+    inp.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        im = gaussian_filter(rng.normal(size=(64, 64, 3)), (4, 4, 0))
+        im = np.round(127.5 + 90 * im / np.abs(im).max()).astype(np.uint8)
+        im[rng.random((64, 64)) < 0.5] = 128  # half of the pixels removed (mid-gray)
+        Image.fromarray(im).save(inp / f"h{i}.png")
+    r = run("recover", inp, "--out", tmp_path / "out", "--prior", tiny_prior_dir, *FAST)
+    assert r.exit_code == 0, r.output
+    assert "2 image(s) hold a constant fill value in 5" in r.output  # 50% removed, plus pixels that were 128
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert all(abs(x["fill"] - 0.5) < 0.05 for x in rep["images"])
+    r = run("recover", inp, "--out", tmp_path / "out2", "--prior", tiny_prior_dir, "--no-fill", *FAST)
+    assert r.exit_code == 0 and "fill value" not in r.output
