@@ -24,7 +24,8 @@ defaults (see ``docs/TUNING.md`` for the evidence):
         T1 RMSProp steps on f's weights with x = G(z) fixed     (L_obs + lam_I ||f(x) - x||)
         T2 RMSProp steps on z, each followed by z <- clip(z, -1, 1)   (L_obs + lam_adv L_adv + lam_I L_I)
 
-PGD is the same loop with f = identity and lam_I = 0 (``method="pgd"``).
+PGD is the same loop with f = identity and lam_I = 0 (``method="pgd"``). With ``cfg.fill``, pixels that
+``fill_mask`` takes for a constant fill (detected per observation before the loop) are left out of L_obs.
 """
 from __future__ import annotations
 
