@@ -147,12 +147,18 @@ def _obs_l1(y: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
 _NORMS = {"l1": torch.abs, "l2": torch.square}  # cfg.obs_norm -> elementwise penalty of the residual y - f(x)
 
 
-def losses(y, x, fx, logits, cfg: MimicConfig, obs=_obs_l1):
-    """Per-image losses (S, B): L_obs, L_adv, L_I (see module docstring)."""
+def losses(y, x, fx, logits, cfg: MimicConfig, obs=_obs_l1, keep=None):
+    """Per-image losses (S, B): L_obs, L_adv, L_I (see module docstring).
+
+    ``keep`` (broadcastable to y, optional): 0 at pixels that say nothing about x (detected fill), left out of
+    L_I's |y - G(z)| term as ``obs`` leaves them out of L_obs.
+    """
     l_obs = obs(y, fx)
     l_adv = -F.softplus(logits) if logits is not None else torch.zeros_like(l_obs)
     if cfg.lam_I:
-        l_id = _obs_l1(y, x) + (fx - x).abs().mean(dim=(2, 3, 4))
+        yx = _obs_l1(y, x) if keep is None else ((y - x).abs() * keep).mean(dim=(2, 3, 4)) / keep.mean(
+            dim=(2, 3, 4)).clamp(min=1e-6)
+        l_id = yx + (fx - x).abs().mean(dim=(2, 3, 4))
     else:
         l_id = torch.zeros_like(l_obs)
     return l_obs, l_adv, l_id
@@ -389,7 +395,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         x = gen(z)
         fx = f(x)
         logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B) if use_D else None
-        l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs)
+        l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs, fill_w)
         loss = ((l_obs + lam_adv * l_adv + lam_I * l_id) * valid).sum()
         (g,) = torch.autograd.grad(loss, [z])
         with torch.no_grad():
@@ -442,7 +448,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             x = gen(z)
             fx = f(x)
             logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B)
-            l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs)
+            l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs, fill_w)
             record(l_obs, l_adv, l_id)
             return x, fx, l_obs
 
