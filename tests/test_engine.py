@@ -241,6 +241,13 @@ def test_fill_detection_lets_pgd_ignore_removed_pixels(prior):
     assert (a.x - c.x).abs().mean() < 0.05
 
 
+def _same_fill_mask(ya, yb):
+    from mimic.engine import fill_mask
+
+    ma, mb = fill_mask(ya), fill_mask(yb)
+    return ma is not None and mb is not None and torch.equal(ma, mb)
+
+
 def test_fill_value_itself_has_no_effect_on_mimic(prior):
     """With fill=True, what the detected fill pixels hold enters no loss (L_obs, L_I, the candidate choice)."""
     g = torch.Generator().manual_seed(5)
@@ -250,17 +257,10 @@ def test_fill_value_itself_has_no_effect_on_mimic(prior):
     keep = torch.rand(1, 3, 1, 64, 64, generator=g) >= 0.7
     ya = torch.where(keep, x, torch.tensor(127 / 127.5 - 1))  # removed pixels at level 127
     yb = torch.where(keep, x, torch.tensor(131 / 127.5 - 1))  # ... or at level 131
-    assert fill_mask_equal(ya, yb)
+    assert _same_fill_mask(ya, yb)
     cfg = FAST.replace(fill=True)  # lam_I = 0.1: the identity loss's |y - G(z)| term must skip them too
     a = solve(prior.G, prior.D, ya, cfg, generator=torch.Generator().manual_seed(0))
     b = solve(prior.G, prior.D, yb, cfg, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a.x, b.x)
     c = solve(prior.G, prior.D, yb, cfg.replace(fill=False), generator=torch.Generator().manual_seed(0))
     assert not torch.equal(a.x, c.x)
-
-
-def fill_mask_equal(ya, yb):
-    from mimic.engine import fill_mask
-
-    ma, mb = fill_mask(ya), fill_mask(yb)
-    return ma is not None and mb is not None and torch.equal(ma, mb)
