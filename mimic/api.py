@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .engine import MimicConfig, fill_mask, solve
+from .engine import MimicConfig, solve
 from .inputs import InputError, prepare
 from .io import to_tensor, to_uint8
 from .priors import Prior, load_prior
@@ -187,12 +187,11 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
             for s, g in enumerate(gs):
                 y[s, : len(g)] = to_tensor(np.stack([prep.images[i] for i in g]))
                 valid[s, : len(g)] = 1
-            fm = fill_mask(y) if cfg.fill else None  # what the engine leaves out on its side, for the report
-            frac = None if fm is None else (fm == 0).float().mean(dim=(2, 3, 4)).numpy()  # (S, B)
             gen = torch.Generator().manual_seed(seed * 1_000_003 + call[0])
             out = solve(pr.G, pr.D, y.to(dev), cfg, method=method, valid=valid.to(dev), generator=gen,
                         callback=callback)
             x, fx, z, ol = out.x.cpu(), out.fx.cpu(), out.z.cpu(), out.obs_loss.cpu().numpy()
+            frac = None if out.fill is None else out.fill.cpu().numpy()  # (S, B) fill fraction the engine left out
             for s, (gi, g) in enumerate(zip(call, gs)):
                 k = len(g)
                 x_all[g] = x[s, :k]

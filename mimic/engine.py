@@ -107,6 +107,7 @@ class SolveOutput:
     history : dict name -> (T+1, S) CPU tensor of group means per outer iteration (0 = after warm start)
     lr_scale : (S,) step scale each group ended with (< 1 after a divergence restart)
     init : list of str, per group the surrogate start it kept ("identity", "negated", "paper")
+    fill : (S, B) fraction of each observation's values detected as fill and left out (``cfg.fill``), or None
     restarted : list of group indices that diverged and were restarted with a smaller step
     """
 
@@ -119,6 +120,7 @@ class SolveOutput:
     lr_scale: torch.Tensor
     restarted: list = field(default_factory=list)
     init: list = field(default_factory=list)
+    fill: torch.Tensor | None = None
 
 
 def z_init(nz: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -144,6 +146,13 @@ def _obs_l1(y: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
     return (y - fx).abs().mean(dim=(2, 3, 4))
 
 
+def _per_image_mean(e: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """Mean of e (S, B, C, H, W) per image -> (S, B), weighted by w (broadcastable to e) when given."""
+    if w is None:
+        return e.mean(dim=(2, 3, 4))
+    return (e * w).mean(dim=(2, 3, 4)) / w.mean(dim=(2, 3, 4)).clamp(min=1e-6)
+
+
 _NORMS = {"l1": torch.abs, "l2": torch.square}  # cfg.obs_norm -> elementwise penalty of the residual y - f(x)
 
 
@@ -156,9 +165,7 @@ def losses(y, x, fx, logits, cfg: MimicConfig, obs=_obs_l1, keep=None):
     l_obs = obs(y, fx)
     l_adv = -F.softplus(logits) if logits is not None else torch.zeros_like(l_obs)
     if cfg.lam_I:
-        yx = _obs_l1(y, x) if keep is None else ((y - x).abs() * keep).mean(dim=(2, 3, 4)) / keep.mean(
-            dim=(2, 3, 4)).clamp(min=1e-6)
-        l_id = yx + (fx - x).abs().mean(dim=(2, 3, 4))
+        l_id = _per_image_mean((y - x).abs(), keep) + (fx - x).abs().mean(dim=(2, 3, 4))
     else:
         l_id = torch.zeros_like(l_obs)
     return l_obs, l_adv, l_id
@@ -274,6 +281,8 @@ def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", val
             return torch.gather(t, 1, idx.view(S, B, *([1] * (t.ndim - 2))).expand(S, B, *t.shape[2:]))
 
         out.x, out.fx, out.z, out.obs_loss = pick(out.x), pick(out.fx), pick(out.z), pick(out.obs_loss)
+        if out.fill is not None:
+            out.fill = pick(out.fill)
         return out
     with torch.enable_grad():
         known = (operator, weight)
@@ -378,9 +387,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             w = weight.to(yy) if w is None else w * weight.to(yy)
         if weighted and robust_w is not None:
             w = robust_w if w is None else w * robust_w
-        if w is None:
-            return e.mean(dim=(2, 3, 4))
-        return (e * w).mean(dim=(2, 3, 4)) / w.mean(dim=(2, 3, 4)).clamp(min=1e-6)
+        return _per_image_mean(e, w)
 
     hist = {k: [] for k in ("obs", "adv", "ident", "total")}
 
@@ -473,4 +480,5 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
     history = {k: torch.stack(v).cpu() for k, v in hist.items()}  # (T+1, S)
     return SolveOutput(x=x.detach(), fx=fx.detach(), z=z.detach(), obs_loss=l_obs.detach(), surrogate=surrogate,
                        history=history, lr_scale=lr_scale.clone(),
-                       init=[cfg.inits[int(k)] if kind == "gated" else kind for k in chosen_init])
+                       init=[cfg.inits[int(k)] if kind == "gated" else kind for k in chosen_init],
+                       fill=None if fill_w is None else (fill_w == 0).float().mean(dim=(2, 3, 4)))  # depends on y only
