@@ -42,7 +42,7 @@ def main():
     ap.add_argument("--n", type=int, default=25)
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--variant", action="append", default=[])
-    ap.add_argument("--pgd", default="")
+    ap.add_argument("--pgd", action="append", default=[], help="PGD variant(s), like --variant (default: the preset)")
     ap.add_argument("--no-pgd", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gpc", type=int, default=None, help="groups per engine call (default: 1 on CPU, all on CUDA)")
@@ -62,12 +62,13 @@ def main():
         y = corr(clean, generator=torch.Generator().manual_seed(0))
         y_u8 = to_uint8(y)
         res = {"task": label, "observed": float(psnr(y_u8, clean_u8).mean())}
-        if not args.no_pgd:
+        for v in [] if args.no_pgd else args.pgd or [""]:
             t0 = time.time()
             r = recover(y_u8, task=task, method="pgd", prior=args.prior, device=args.device, groups_per_call=args.gpc,
-                        **parse_variant(args.pgd))
-            res["pgd"] = float(psnr(r.images, clean_u8).mean())
-            res["pgd_s"] = time.time() - t0
+                        **parse_variant(v))
+            key = f"pgd[{v}]" if v else "pgd"
+            res[key] = float(psnr(r.images, clean_u8).mean())
+            res[f"{key}_s"] = time.time() - t0
         for v in args.variant or [""]:
             t0 = time.time()
             r = recover(y_u8, task=task, method="mimic", prior=args.prior, device=args.device, groups_per_call=args.gpc,

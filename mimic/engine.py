@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from .surrogate import BatchedSurrogate
 
-__all__ = ["MimicConfig", "SolveOutput", "fill_mask", "group_robust_weights", "solve", "z_init"]
+__all__ = ["MimicConfig", "SolveOutput", "clip_sign", "fill_mask", "group_robust_weights", "solve", "z_init"]
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,16 @@ class MimicConfig:
     robust_power: float = 4.0  # sharpness of the robust weights
     robust_restart: bool = False  # restart z from its starting point once the first robust weights are known
     robust_smooth: int = 1  # box filter size over the residual map before weighting (corruptions are spatially coherent)
+    robust_scope: str = "group"  # "group": r is the group's median residual (a corruption shared by the group);
+    #   "image": each observation's own residual and scale (corruption that differs per image, e.g. noise that
+    #   replaces a content-dependent set of pixels)
     # --- missing pixels (blind; this project's addition, see docs/TUNING.md 15) ---
     fill: bool = False  # leave pixels written with a constant fill value out of L_obs (surrogate and latent steps):
     #   per observation channel, an 8-bit level held by >= 5% of the pixels and 10x more than its neighbour levels
     #   (``fill_mask``); per image, so a random mask drawn per image (which no group-shared f can learn) is handled
+    clip: bool = False  # clipped pixels (a spike at an observation channel's own max or min level, ``clip_sign``) only
+    #   bound x: their L_obs penalty is one-sided (f(x) above a level clipped from above costs nothing), so the fit
+    #   (surrogate and latent steps) need not reproduce the truncation
 
     def latent_steps(self) -> int:
         """Total latent steps (PGD gets the same number)."""
@@ -172,20 +178,45 @@ def losses(y, x, fx, logits, cfg: MimicConfig, obs=_obs_l1, keep=None):
 
 
 def group_robust_weights(y: torch.Tensor, fx: torch.Tensor, valid: torch.Tensor, cfg: MimicConfig) -> torch.Tensor:
-    """Per-pixel latent-loss weights of each group (``cfg.robust`` > 0), shape (S, 1, C_obs, H, W), in (0, 1].
+    """Per-pixel latent-loss weights (``cfg.robust`` > 0), in (0, 1]: shape (S, 1, C_obs, H, W) for
+    ``cfg.robust_scope = "group"``, (S, B, C_obs, H, W) for ``"image"``.
 
-    r = the group's median |y - f(G(z))| at each pixel over its valid observations (optionally box-smoothed);
-    weight = min(1, (robust * median(r) / r) ** robust_power): a pixel that the surrogate cannot explain for
-    the whole group (stuck columns, occluders, lines) stops steering z.
+    r = the group's median |y - f(G(z))| at each pixel over its valid observations ("group"), or each
+    observation's own |y - f(G(z))| ("image"), optionally box-smoothed; weight = min(1, (robust * median(r) / r)
+    ** robust_power), the median over r's pixels: a pixel that the surrogate cannot explain (for the whole group:
+    stuck columns, occluders, lines; in one image: noise over a content-dependent set of pixels) stops steering z.
     y, fx : (S, B, C_obs, H, W); valid : (S, B), 1 for real observations, 0 for padding.
     """
+    if cfg.robust_scope not in ("group", "image"):
+        raise ValueError(f"robust_scope must be 'group' or 'image', got {cfg.robust_scope!r}")
     r = (y - fx).abs()  # (S, B, C_obs, H, W)
-    r = r.masked_fill(valid[:, :, None, None, None] == 0, float("nan")).nanmedian(dim=1, keepdim=True).values
+    if cfg.robust_scope == "group":
+        r = r.masked_fill(valid[:, :, None, None, None] == 0, float("nan")).nanmedian(dim=1, keepdim=True).values
     if cfg.robust_smooth > 1:
         k = cfg.robust_smooth
         r = F.avg_pool2d(r.flatten(0, 2), k, stride=1, padding=k // 2, count_include_pad=False).view_as(r)
-    scale = r.flatten(1).median(dim=1).values.clamp(min=1e-6).view(-1, 1, 1, 1, 1)  # (S, 1, 1, 1, 1)
-    return (cfg.robust * scale / r.clamp(min=1e-6)).pow(cfg.robust_power).clamp(max=1.0)  # (S, 1, C_obs, H, W)
+    scale = r.flatten(2).median(dim=2).values.clamp(min=1e-6)[:, :, None, None, None]  # (S, 1|B, 1, 1, 1)
+    return (cfg.robust * scale / r.clamp(min=1e-6)).pow(cfg.robust_power).clamp(max=1.0)  # like r
+
+
+def _level_spikes(y: torch.Tensor, min_frac: float, ratio: float):
+    """Histogram spikes of each observation channel's 8-bit levels (shared by ``fill_mask`` and ``clip_sign``).
+
+    y (..., C, H, W) in [-1, 1] -> (flat (M, H*W) levels, spike (M, 256) bool, lo (M, 1), hi (M, 1)), one row per
+    image channel; a spike is a level held by >= ``min_frac`` of the pixels and ``ratio`` x any level within 2.
+    """
+    q = ((y.detach().clamp(-1, 1) + 1) * 127.5).round().long()  # (..., C, H, W) 8-bit levels
+    hw = q.shape[-1] * q.shape[-2]
+    flat = q.reshape(-1, hw)  # (M, H*W), one row per image channel
+    counts = torch.zeros(flat.shape[0], 256, device=y.device).scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float))
+    padded = F.pad(counts, (2, 2))  # (M, 260)
+    near = torch.stack([padded[:, 2 + d : 258 + d] for d in (-2, -1, 1, 2)]).amax(0)  # (M, 256) neighbours' max
+    levels = torch.arange(256, device=y.device)
+    present = counts > 0
+    lo = torch.where(present, levels, 256).amin(1, keepdim=True)  # (M, 1) the channel's min level
+    hi = torch.where(present, levels, -1).amax(1, keepdim=True)  # (M, 1) its max level
+    spike = (counts >= min_frac * hw) & (counts >= ratio * near)  # (M, 256)
+    return flat, spike, lo, hi
 
 
 def fill_mask(y: torch.Tensor, *, min_frac: float = 0.05, ratio: float = 10.0) -> torch.Tensor | None:
@@ -195,7 +226,7 @@ def fill_mask(y: torch.Tensor, *, min_frac: float = 0.05, ratio: float = 10.0) -
     histogram of each observation channel, a fill value is a spike: a value held by at least ``min_frac``
     of the pixels and by ``ratio`` times more pixels than any value within 2 levels of it. Spikes at the
     channel's own minimum or maximum are left alone: there clipping makes them (a truncated highlight, a
-    black background), and a clipped pixel still says something about x.
+    black background), and a clipped pixel still says something about x (see ``clip_sign``).
 
     Parameters
     ----------
@@ -208,22 +239,48 @@ def fill_mask(y: torch.Tensor, *, min_frac: float = 0.05, ratio: float = 10.0) -
         float (..., C, H, W): 1 where the observation is used, 0 at detected fill pixels; None when no
         pixel of ``y`` is a fill (the common case, so the loss is computed exactly as without detection).
     """
-    q = ((y.detach().clamp(-1, 1) + 1) * 127.5).round().long()  # (..., C, H, W) 8-bit levels
-    flat = q.flatten(-2)  # (..., C, H*W)
-    lead, hw = flat.shape[:-1], flat.shape[-1]
-    flat = flat.reshape(-1, hw)  # (M, H*W), one row per image channel
-    counts = torch.zeros(flat.shape[0], 256, device=y.device).scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float))
-    padded = F.pad(counts, (2, 2))  # (M, 260)
-    near = torch.stack([padded[:, 2 + d : 258 + d] for d in (-2, -1, 1, 2)]).amax(0)  # (M, 256) neighbours' max
+    flat, spike, lo, hi = _level_spikes(y, min_frac, ratio)
     levels = torch.arange(256, device=y.device)
-    present = counts > 0
-    lo = torch.where(present, levels, 256).amin(1, keepdim=True)  # (M, 1) the channel's min level
-    hi = torch.where(present, levels, -1).amax(1, keepdim=True)  # (M, 1) its max level
-    spike = (counts >= min_frac * hw) & (counts >= ratio * near) & (levels > lo) & (levels < hi)  # (M, 256)
+    spike = spike & (levels > lo) & (levels < hi)  # (M, 256)
     if not bool(spike.any()):
         return None
     is_fill = torch.gather(spike, 1, flat)  # (M, H*W)
-    return (~is_fill).to(y.dtype).reshape(*lead, hw).reshape(y.shape)
+    return (~is_fill).to(y.dtype).reshape(y.shape)
+
+
+def clip_sign(y: torch.Tensor, *, min_frac: float = 0.05, ratio: float = 10.0) -> torch.Tensor | None:
+    """Blind detection of clipped (saturated) pixels, shape like ``y``, or None if there are none.
+
+    A spike (as in ``fill_mask``) at a channel's own maximum level is a truncation: those pixels only say that
+    the unclipped value was at least that level; one at its minimum, at most. Photographs clip highlights,
+    thresholds truncate (gray_blur at 120/255).
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        (..., C, H, W) float observations in [-1, 1].
+
+    Returns
+    -------
+    torch.Tensor or None
+        float (..., C, H, W): +1 at pixels clipped from above (the true value is >= y), -1 at pixels clipped
+        from below (<= y), 0 elsewhere; None when no channel has a spike at either end.
+    """
+    flat, spike, lo, hi = _level_spikes(y, min_frac, ratio)
+    top = torch.gather(spike, 1, hi.clamp(min=0)) & (hi > lo)  # (M, 1): the channel's max level is a spike
+    bot = torch.gather(spike, 1, lo.clamp(max=255)) & (hi > lo)
+    if not bool((top | bot).any()):
+        return None
+    sign = (top & (flat == hi)).to(y.dtype) - (bot & (flat == lo)).to(y.dtype)  # (M, H*W)
+    return sign.reshape(y.shape)
+
+
+def _one_sided(d: torch.Tensor, sign: torch.Tensor | None) -> torch.Tensor:
+    """The residual d = y - f(x) where clipping makes it uninformative set to 0: where sign > 0 (y clipped from
+    above) f(x) >= y is consistent, so only d > 0 counts; where sign < 0 only d < 0."""
+    if sign is None:
+        return d
+    return torch.where(sign > 0, d.clamp(min=0), torch.where(sign < 0, d.clamp(max=0), d))
 
 
 def _identity_view(x: torch.Tensor, cobs: int, mode: str) -> torch.Tensor:
@@ -377,11 +434,12 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
     if cfg.obs_norm not in _NORMS:
         raise ValueError(f"obs_norm must be 'l1' or 'l2', got {cfg.obs_norm!r}")
     penalty = _NORMS["l1" if pgd else cfg.obs_norm]  # PGD (and the oracle) stay L1
-    robust_w = None  # (S, 1, C_obs, H, W) blind per-pixel weights (cfg.robust), set during the alternation
+    robust_w = None  # (S, 1|B, C_obs, H, W) blind per-pixel weights (cfg.robust), set during the alternation
     fill_w = fill_mask(y) if cfg.fill else None  # (S, B, C_obs, H, W) 0 at detected fill pixels, or None
+    clip_s = clip_sign(y) if cfg.clip else None  # (S, B, C_obs, H, W) +1 / -1 at pixels clipped from above / below
 
     def obs(yy, fx, weighted=True):  # L_obs per image (S, B), weighted by the detected fill mask (always), the known
-        e = penalty(yy - fx)  # mask (oracle) or the robust weights (latent steps)
+        e = penalty(_one_sided(yy - fx, clip_s))  # mask (oracle) or the robust weights (latent steps)
         w = fill_w
         if weighted and weight is not None:
             w = weight.to(yy) if w is None else w * weight.to(yy)
@@ -432,6 +490,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         S = S0
         y, valid, lr_scale = y[idx], valid[idx], lr_scale[idx]
         fill_w = None if fill_w is None else fill_w[idx]
+        clip_s = None if clip_s is None else clip_s[idx]
         z = z.detach()[idx].clone().requires_grad_(True)
         z_state = z_state[idx].clone()
         surrogate = surrogate.select(idx)

@@ -185,6 +185,28 @@ def test_robust_weights_mute_what_the_whole_group_gets_wrong():
     assert w[0, 0, :, 8, 8].min() > 0.3
 
 
+def test_robust_weights_per_image_mute_each_images_own_outliers():
+    """robust_scope="image": each observation's wrong pixels lose their weight in that observation only."""
+    from mimic.engine import MimicConfig, group_robust_weights
+
+    g = torch.Generator().manual_seed(1)
+    S, B = 2, 4
+    fx = torch.rand(S, B, 3, 16, 16, generator=g) * 2 - 1
+    y = fx + 0.05 * torch.randn(S, B, 3, 16, 16, generator=g)
+    bad = torch.rand(S, B, 1, 16, 16, generator=g) < 0.1  # a different 10% of pixels in every image
+    y = torch.where(bad, y + 1.0, y)
+    w = group_robust_weights(y, fx, torch.ones(S, B), MimicConfig(robust=2.0, robust_scope="image"))
+    assert w.shape == (S, B, 3, 16, 16)
+    bad = bad.expand_as(w)
+    assert w[bad].max() < 0.01  # muted where that image is wrong
+    assert w[~bad].mean() > 0.9  # kept elsewhere, including where other images are wrong
+    # the group scope cannot see them: at most a few pixels are wrong in most observations of the group
+    wg = group_robust_weights(y, fx, torch.ones(S, B), MimicConfig(robust=2.0))
+    assert wg.expand_as(w)[bad].mean() > 0.5
+    with pytest.raises(ValueError, match="robust_scope"):
+        group_robust_weights(y, fx, torch.ones(S, B), MimicConfig(robust=2.0, robust_scope="pixel"))
+
+
 def _smooth_images(n, c=3, size=64, seed=0):
     """Natural-looking test images: blurred noise on the 8-bit grid, in about [-0.8, 0.8]."""
     g = torch.Generator().manual_seed(seed)
@@ -264,3 +286,46 @@ def test_fill_value_itself_has_no_effect_on_mimic(prior):
     assert torch.equal(a.x, b.x)
     c = solve(prior.G, prior.D, yb, cfg.replace(fill=False), generator=torch.Generator().manual_seed(0))
     assert not torch.equal(a.x, c.x)
+
+
+def test_clip_sign_finds_truncations_and_nothing_else():
+    from mimic.engine import clip_sign
+
+    x = _smooth_images(6)
+    assert clip_sign(x) is None  # natural images: nothing piles up at either end
+    top = 136 / 127.5 - 1  # truncated at level 136 (gray_blur truncates at 120)
+    s = clip_sign(x.clamp(max=top))
+    assert s is not None and s.shape == x.shape
+    lv = ((x + 1) * 127.5).round()  # 8-bit levels (float comparisons at the level itself are fragile)
+    hit, clipped = s == 1, lv >= 136
+    assert not (hit & ~clipped).any() and not (s == -1).any()  # only truncated pixels
+    assert hit.sum() / clipped.sum() > 0.9  # nearly all (a truncation just under a flat top looks like the top)
+    bot = 119 / 127.5 - 1
+    s = clip_sign(x.clamp(min=bot).view(2, 3, 3, 64, 64))  # clipped from below, in (S, B, C, H, W)
+    hit, clipped = s.view_as(x) == -1, lv <= 119
+    assert s.shape == (2, 3, 3, 64, 64) and not (hit & ~clipped).any() and not (s == 1).any()
+    assert hit.sum() / clipped.sum() > 0.9
+    one = x.clone()
+    one[2, 1] = one[2, 1].clamp(max=0.0)  # one channel of one image
+    s = clip_sign(one)
+    assert torch.equal(s[2, 1] == 1, x[2, 1] >= 0.0) and (s.count_nonzero() == s[2, 1].count_nonzero())
+    keep = torch.rand(6, 1, 64, 64, generator=torch.Generator().manual_seed(1)) >= 0.7
+    assert clip_sign(x * keep) is None  # a fill inside the range is not a clip (fill_mask's business)
+
+
+def test_clip_detection_lets_pgd_see_through_a_truncation(prior):
+    """With clip=True, pixels truncated at a level only bound G(z) from below and stop flattening it."""
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        x = prior.G(torch.rand(4, 100, generator=g) * 2 - 1).view(1, 4, 3, 64, 64)
+    x = ((x + 1) * 127.5).round() / 127.5 - 1
+    level = x.flatten().quantile(0.6)  # the brightest 40% truncated
+    y = x.clamp(max=level)
+    cfg = FAST.replace(warm_steps=60, T=2, lr_warm=3e-2, clip=True)
+    a = solve(prior.G, prior.D, y, cfg, method="pgd")
+    b = solve(prior.G, prior.D, y, cfg.replace(clip=False), method="pgd")
+    err_a = (a.x - x).pow(2).mean(dim=(2, 3, 4))  # (1, 4)
+    err_b = (b.x - x).pow(2).mean(dim=(2, 3, 4))
+    assert (err_a < err_b).all(), (err_a, err_b)
+    # what the fit no longer pays for: G(z) above the truncation where y is truncated
+    assert (a.x > level).float().mean() > (b.x > level).float().mean()
