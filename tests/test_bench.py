@@ -249,3 +249,25 @@ def test_bench_blind_interrupted_resume_keeps_earlier_rows(tmp_path, tiny_prior_
         [x for x in first["results"] if x["task"] == "stylize"]
     assert res["per_image"]["stylize"] == first["per_image"]["stylize"]
     assert "| stylize | " in (tmp_path / "blind.md").read_text()
+
+
+def test_bench_blind_rerun_of_some_methods_keeps_the_others(tmp_path, tiny_prior_dir):
+    """Re-measuring some methods of a task (here pgd and mimic, recomputed) keeps the rows of those it skips."""
+    import shutil
+
+    import mimic.bench.blind as blind
+
+    kw = dict(prior=str(tiny_prior_dir), data=str(EXAMPLES / "clean"), n=2, device="cpu", quick=True,
+              log=lambda *a: None)
+    blind.bench_blind(tmp_path, tasks=("negative",), methods=("pgd", "mimic", "oracle"), **kw)
+    first = json.loads((tmp_path / "blind.json").read_text())
+    for m in ("pgd", "mimic"):
+        shutil.rmtree(tmp_path / "rec" / "negative" / m)  # as if measured elsewhere: they are recomputed
+    res = blind.bench_blind(tmp_path, tasks=("negative",), methods=("pgd", "mimic"), **kw)
+    assert [x["method"] for x in res["results"]] == ["pgd", "mimic", "oracle"]
+    old = {x["method"]: x for x in first["results"]}
+    new = {x["method"]: x for x in res["results"]}
+    assert new["oracle"]["psnr_mean"] == old["oracle"]["psnr_mean"]
+    assert res["per_image"]["negative"]["oracle"] == first["per_image"]["negative"]["oracle"]
+    assert "gain_over_pgd_db" in new["oracle"] and "oracle_gap_closed" in new["mimic"]  # recomputed with the kept oracle
+    assert "| negative | oracle |" in (tmp_path / "blind.md").read_text()

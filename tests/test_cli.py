@@ -115,3 +115,24 @@ def test_recover_folder_reports_fill_pixels(tmp_path, tiny_prior_dir):
     assert all(abs(x["fill"] - 0.5) < 0.05 for x in rep["images"])
     r = run("recover", inp, "--out", tmp_path / "out2", "--prior", tiny_prior_dir, "--no-fill", *FAST)
     assert r.exit_code == 0 and "fill value" not in r.output
+
+
+def test_recover_clip_option_reaches_the_engine(tmp_path, tiny_prior_dir):
+    from scipy.ndimage import gaussian_filter
+
+    inp = tmp_path / "bright"
+    inp.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(2):
+        im = gaussian_filter(rng.normal(size=(64, 64, 3)), (4, 4, 0))
+        im = np.round(127.5 + 90 * im / np.abs(im).max()).clip(max=140).astype(np.uint8)  # truncated at 140
+        Image.fromarray(im).save(inp / f"b{i}.png")
+    outs = {}
+    for flag in ("--clip", "--no-clip"):
+        out = tmp_path / flag.strip("-")
+        r = run("recover", inp, "--out", out, "--prior", tiny_prior_dir, flag, *FAST)
+        assert r.exit_code == 0, r.output
+        rep = json.loads((out / "report.json").read_text())
+        assert rep["settings"]["schedule"]["clip"] is (flag == "--clip")
+        outs[flag] = np.asarray(Image.open(out / "recovered" / "b0.png"))
+    assert not np.array_equal(outs["--clip"], outs["--no-clip"])  # the truncated pixels are fitted differently

@@ -60,13 +60,15 @@ def schedule_options(fn):
                      help="Norm of the surrogate's observation loss (l2 fits the mean: random masks, dropped pixels)."),
         click.option("--fill/--no-fill", "fill", default=None,
                      help="Leave pixels written with a constant fill value (detected per image) out of the fit."),
+        click.option("--clip/--no-clip", "clip", default=None,
+                     help="Pixels piled up at an image's own maximum (minimum) level are clipped: they only bound the fit."),
     ]):
         fn = opt(fn)
     return fn
 
 
 def _pop_overrides(kw) -> dict:
-    keys = ("T", "T1", "T2", "warm_steps", "restarts", "lr_g", "lr_s", "surrogate", "obs_norm", "fill")
+    keys = ("T", "T1", "T2", "warm_steps", "restarts", "lr_g", "lr_s", "surrogate", "obs_norm", "fill", "clip")
     vals = {k: kw.pop(k, None) for k in keys}
     return {k: v for k, v in vals.items() if v is not None}
 
