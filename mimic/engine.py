@@ -162,16 +162,17 @@ def _per_image_mean(e: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
 _NORMS = {"l1": torch.abs, "l2": torch.square}  # cfg.obs_norm -> elementwise penalty of the residual y - f(x)
 
 
-def losses(y, x, fx, logits, cfg: MimicConfig, obs=_obs_l1, keep=None):
+def losses(y, x, fx, logits, cfg: MimicConfig, obs=_obs_l1, keep=None, clip=None):
     """Per-image losses (S, B): L_obs, L_adv, L_I (see module docstring).
 
     ``keep`` (broadcastable to y, optional): 0 at pixels that say nothing about x (detected fill), left out of
-    L_I's |y - G(z)| term as ``obs`` leaves them out of L_obs.
+    L_I's |y - G(z)| term as ``obs`` leaves them out of L_obs. ``clip`` (like y, optional): ``clip_sign`` of y;
+    L_I's |y - G(z)| term is one-sided at clipped pixels as ``obs`` makes L_obs.
     """
     l_obs = obs(y, fx)
     l_adv = -F.softplus(logits) if logits is not None else torch.zeros_like(l_obs)
     if cfg.lam_I:
-        l_id = _per_image_mean((y - x).abs(), keep) + (fx - x).abs().mean(dim=(2, 3, 4))
+        l_id = _per_image_mean(_one_sided(y - x, clip).abs(), keep) + (fx - x).abs().mean(dim=(2, 3, 4))
     else:
         l_id = torch.zeros_like(l_obs)
     return l_obs, l_adv, l_id
@@ -460,7 +461,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         x = gen(z)
         fx = f(x)
         logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B) if use_D else None
-        l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs, fill_w)
+        l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs, fill_w, clip_s)
         loss = ((l_obs + lam_adv * l_adv + lam_I * l_id) * valid).sum()
         (g,) = torch.autograd.grad(loss, [z])
         with torch.no_grad():
@@ -514,7 +515,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             x = gen(z)
             fx = f(x)
             logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B)
-            l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs, fill_w)
+            l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs, fill_w, clip_s)
             record(l_obs, l_adv, l_id)
             return x, fx, l_obs
 

@@ -329,3 +329,22 @@ def test_clip_detection_lets_pgd_see_through_a_truncation(prior):
     assert (err_a < err_b).all(), (err_a, err_b)
     # what the fit no longer pays for: G(z) above the truncation where y is truncated
     assert (a.x > level).float().mean() > (b.x > level).float().mean()
+
+
+def test_clip_makes_every_fit_to_y_one_sided():
+    """At pixels clipped from above, G(z) brighter than y costs nothing in L_obs or in L_I's |y - G(z)| term."""
+    from mimic.engine import clip_sign, losses
+
+    x = _smooth_images(2).view(1, 2, 3, 64, 64)
+    level = 136 / 127.5 - 1
+    y = x.clamp(max=level)
+    s = clip_sign(y)
+    cfg = MimicConfig(lam_I=1.0, clip=True)
+    brighter = torch.where(s > 0, y + 0.3, y)  # G(z) above the truncation where y is truncated, equal elsewhere
+    l_obs, _, l_id = losses(y, brighter, brighter, None, cfg, obs=lambda a, b: a.new_zeros(a.shape[:2]), clip=s)
+    assert (l_id == 0).all()
+    _, _, l_id_plain = losses(y, brighter, brighter, None, cfg, obs=lambda a, b: a.new_zeros(a.shape[:2]))
+    assert (l_id_plain > 0.05).all()
+    darker = torch.where(s > 0, y - 0.3, y)  # below a lower bound: still paid for
+    _, _, l_id_dark = losses(y, darker, darker, None, cfg, obs=lambda a, b: a.new_zeros(a.shape[:2]), clip=s)
+    assert torch.allclose(l_id_dark, l_id_plain)

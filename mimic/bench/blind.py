@@ -84,7 +84,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
     # run redoes the task (tasks it does not repeat are kept as they were; an interrupted resume loses nothing)
     earlier: dict = {}
     prev = out / "blind.json"
-    old_rows = {}
+    old_rows, old_configs = {}, {}
     if prev.exists():  # resume: reuse every (task, method) an earlier run with the same settings measured
         try:
             old = json.loads(prev.read_text())
@@ -98,6 +98,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
                            for t in dict.fromkeys(r["task"] for r in old["results"])}
                 traces = old.get("traces", {})
                 supervised_info = old.get("supervised", {})
+                old_configs = st.get("configs", {})
         except (KeyError, ValueError):
             old_rows = {}
     t_all = time.perf_counter()
@@ -108,7 +109,8 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
             "results": [r for t in kept for r in earlier[t][0]] + rows + [r for t in later for r in earlier[t][0]],
             "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "faces": source, "n": len(clean_u8), "seed": seed,
                          "device": str(dev), "batch_size": batch_size, "overrides": overrides, "quick": quick,
-                         "configs": {t: get_task(t).config.replace(**overrides).__dict__ for t in tasks}},
+                         "configs": {**{t: c for t, c in old_configs.items() if t in earlier or t in tasks},
+                                     **{t: get_task(t).config.replace(**overrides).__dict__ for t in tasks}}},
             "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
             "seconds": time.perf_counter() - t_all,
             "per_image": {**{t: earlier[t][1] for t in kept + later if earlier[t][1] is not None}, **per_image},
