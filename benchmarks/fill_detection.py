@@ -1,11 +1,14 @@
-"""How often the fill detection (``mimic.engine.fill_mask``, the ``fill`` option) fires, and how well.
+"""How often the fill detection (``mimic.engine.fill_mask``, the ``fill`` option) and the clip detection
+(``mimic.engine.clip_sign``, the ``clip`` option) fire, and how well.
 
     python benchmarks/fill_detection.py --n 200
 
 On the first N validation faces (clean, each paper task, each of Pajot et al.'s corruptions, with
 precision and recall against the true removal mask where there is one), on 1,000 Fashion-MNIST test
 images (clean and the three classify corruptions), and on the observations that `mimic bench blind`
-committed under benchmarks/results/blind/obs (if present). docs/TUNING.md 15 quotes its output.
+committed under benchmarks/results/blind/obs (if present). Clip columns: images with clipped pixels, their
+fraction, and the fraction at a level inside (0, 255), the only ones where ``clip`` changes a fit (at 0 and 255
+every f(x) in [-1, 1] is already on the consistent side). docs/TUNING.md 15 and 16 quote its output.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from tune import PAJOT, val_faces  # noqa: E402
 
 from mimic.corruptions import get_corruption  # noqa: E402
 from mimic.data import default_data_root, load_fmnist  # noqa: E402
-from mimic.engine import fill_mask  # noqa: E402
+from mimic.engine import clip_sign, fill_mask  # noqa: E402
 from mimic.io import to_tensor, to_uint8  # noqa: E402
 from mimic.tasks import get_task  # noqa: E402
 
@@ -38,6 +41,11 @@ def report(name, y, true_keep=None):
         removed = ~(true_keep.expand_as(y) > 0.5)
         tp = int((hit & removed).sum())
         s += f"  precision {tp / max(int(hit.sum()), 1):.4f}  recall {tp / max(int(removed.sum()), 1):.4f}"
+    c = clip_sign(y)
+    c = torch.zeros_like(y) if c is None else c
+    inner = (c != 0) & (y > -1 + 1e-3) & (y < 1 - 1e-3)
+    s += (f"  | clip {int((c != 0).flatten(1).any(1).sum()):4d}/{len(y)} images  {float((c != 0).float().mean()):.4f} of"
+          f" pixels, {float(inner.float().mean()):.4f} inside (0, 255)")
     print(s, flush=True)
 
 

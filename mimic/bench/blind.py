@@ -102,11 +102,16 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
         except (KeyError, ValueError):
             old_rows = {}
     t_all = time.perf_counter()
+    # the paper's task order, then any other task in the order first measured
+    task_order = sorted(dict.fromkeys([*earlier, *tasks]),
+                        key=lambda t: PAPER_TASKS.index(t) if t in PAPER_TASKS else len(PAPER_TASKS))
+
     def write():
         kept, later = [t for t in earlier if t not in tasks], [t for t in tasks if t in earlier]
         result = {
             "bench": "blind",
-            "results": [r for t in kept for r in earlier[t][0]] + rows + [r for t in later for r in earlier[t][0]],
+            "results": sorted([r for t in kept for r in earlier[t][0]] + rows + [r for t in later for r in earlier[t][0]],
+                              key=lambda r: task_order.index(r["task"])),  # stable: methods keep their order
             "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "faces": source, "n": len(clean_u8), "seed": seed,
                          "device": str(dev), "batch_size": batch_size, "overrides": overrides, "quick": quick,
                          "configs": {**{t: c for t, c in old_configs.items() if t in earlier or t in tasks},
