@@ -25,7 +25,8 @@ defaults (see ``docs/TUNING.md`` for the evidence):
         T2 RMSProp steps on z, each followed by z <- clip(z, -1, 1)   (L_obs + lam_adv L_adv + lam_I L_I)
 
 PGD is the same loop with f = identity and lam_I = 0 (``method="pgd"``). With ``cfg.fill``, pixels that
-``fill_mask`` takes for a constant fill (detected per observation before the loop) are left out of L_obs.
+``fill_mask`` takes for a constant fill (detected per observation before the loop) are left out of L_obs; with
+``cfg.clip``, pixels that ``clip_sign`` takes for clipped count only where f(x) is on the wrong side of them.
 """
 from __future__ import annotations
 
@@ -159,6 +160,14 @@ def _per_image_mean(e: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
     return (e * w).mean(dim=(2, 3, 4)) / w.mean(dim=(2, 3, 4)).clamp(min=1e-6)
 
 
+def _one_sided(d: torch.Tensor, sign: torch.Tensor | None) -> torch.Tensor:
+    """The residual d = y - f(x) where clipping makes it uninformative set to 0: where sign > 0 (y clipped from
+    above) f(x) >= y is consistent, so only d > 0 counts; where sign < 0 only d < 0."""
+    if sign is None:
+        return d
+    return torch.where(sign > 0, d.clamp(min=0), torch.where(sign < 0, d.clamp(max=0), d))
+
+
 _NORMS = {"l1": torch.abs, "l2": torch.square}  # cfg.obs_norm -> elementwise penalty of the residual y - f(x)
 
 
@@ -178,7 +187,8 @@ def losses(y, x, fx, logits, cfg: MimicConfig, obs=_obs_l1, keep=None, clip=None
     return l_obs, l_adv, l_id
 
 
-def group_robust_weights(y: torch.Tensor, fx: torch.Tensor, valid: torch.Tensor, cfg: MimicConfig) -> torch.Tensor:
+def group_robust_weights(y: torch.Tensor, fx: torch.Tensor, valid: torch.Tensor, cfg: MimicConfig,
+                         clip: torch.Tensor | None = None) -> torch.Tensor:
     """Per-pixel latent-loss weights (``cfg.robust`` > 0), in (0, 1]: shape (S, 1, C_obs, H, W) for
     ``cfg.robust_scope = "group"``, (S, B, C_obs, H, W) for ``"image"``.
 
@@ -186,11 +196,12 @@ def group_robust_weights(y: torch.Tensor, fx: torch.Tensor, valid: torch.Tensor,
     observation's own |y - f(G(z))| ("image"), optionally box-smoothed; weight = min(1, (robust * median(r) / r)
     ** robust_power), the median over r's pixels: a pixel that the surrogate cannot explain (for the whole group:
     stuck columns, occluders, lines; in one image: noise over a content-dependent set of pixels) stops steering z.
-    y, fx : (S, B, C_obs, H, W); valid : (S, B), 1 for real observations, 0 for padding.
+    y, fx : (S, B, C_obs, H, W); valid : (S, B), 1 for real observations, 0 for padding; clip : ``clip_sign`` of
+    y or None (the residual at clipped pixels is one-sided, as in L_obs).
     """
     if cfg.robust_scope not in ("group", "image"):
         raise ValueError(f"robust_scope must be 'group' or 'image', got {cfg.robust_scope!r}")
-    r = (y - fx).abs()  # (S, B, C_obs, H, W)
+    r = _one_sided(y - fx, clip).abs()  # (S, B, C_obs, H, W)
     if cfg.robust_scope == "group":
         r = r.masked_fill(valid[:, :, None, None, None] == 0, float("nan")).nanmedian(dim=1, keepdim=True).values
     if cfg.robust_smooth > 1:
@@ -274,14 +285,6 @@ def clip_sign(y: torch.Tensor, *, min_frac: float = 0.05, ratio: float = 10.0) -
         return None
     sign = (top & (flat == hi)).to(y.dtype) - (bot & (flat == lo)).to(y.dtype)  # (M, H*W)
     return sign.reshape(y.shape)
-
-
-def _one_sided(d: torch.Tensor, sign: torch.Tensor | None) -> torch.Tensor:
-    """The residual d = y - f(x) where clipping makes it uninformative set to 0: where sign > 0 (y clipped from
-    above) f(x) >= y is consistent, so only d > 0 counts; where sign < 0 only d < 0."""
-    if sign is None:
-        return d
-    return torch.where(sign > 0, d.clamp(min=0), torch.where(sign < 0, d.clamp(max=0), d))
 
 
 def _identity_view(x: torch.Tensor, cobs: int, mode: str) -> torch.Tensor:
@@ -502,7 +505,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         chosen_init = torch.zeros(S0, dtype=torch.long)
     if cfg.robust and not pgd:
         with torch.no_grad():
-            robust_w = group_robust_weights(y, f(gen(z)), valid, cfg)
+            robust_w = group_robust_weights(y, f(gen(z)), valid, cfg, clip_s)
             if cfg.robust_restart:
                 z0s = z0.repeat(K, 1, 1)[idx] if K > 1 else z0
                 z.copy_(z0s)
@@ -530,7 +533,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
                 surrogate_step(x_fixed)
         if cfg.robust and not pgd:
             with torch.no_grad():
-                robust_w = group_robust_weights(y, f(x.detach()), valid, cfg)
+                robust_w = group_robust_weights(y, f(x.detach()), valid, cfg, clip_s)
         for _ in range(cfg.T2):
             latent_step(cfg.lr_g)
         x, fx, l_obs = evaluate()

@@ -348,3 +348,9 @@ def test_clip_makes_every_fit_to_y_one_sided():
     darker = torch.where(s > 0, y - 0.3, y)  # below a lower bound: still paid for
     _, _, l_id_dark = losses(y, darker, darker, None, cfg, obs=lambda a, b: a.new_zeros(a.shape[:2]), clip=s)
     assert torch.allclose(l_id_dark, l_id_plain)
+    # nor do the robust weights mute a pixel for being brighter than a truncated y
+    from mimic.engine import group_robust_weights
+
+    w = group_robust_weights(y, brighter, torch.ones(1, 2), cfg.replace(robust=2.0), clip=s)
+    assert (w == 1).all()
+    assert group_robust_weights(y, brighter, torch.ones(1, 2), cfg.replace(robust=2.0)).min() < 0.01
