@@ -165,7 +165,7 @@ def _one_sided(d: torch.Tensor, sign: torch.Tensor | None) -> torch.Tensor:
     above) f(x) >= y is consistent, so only d > 0 counts; where sign < 0 only d < 0."""
     if sign is None:
         return d
-    return torch.where(sign > 0, d.clamp(min=0), torch.where(sign < 0, d.clamp(max=0), d))
+    return torch.where(sign * d < 0, 0.0, d)  # sign * d < 0: f(x) on the consistent side of a clipped y
 
 
 _NORMS = {"l1": torch.abs, "l2": torch.square}  # cfg.obs_norm -> elementwise penalty of the residual y - f(x)

@@ -97,17 +97,25 @@ def test_tasks_and_corruptions_list():
     assert "remove_pixel" in r.output
 
 
-def test_recover_folder_reports_fill_pixels(tmp_path, tiny_prior_dir):
+def _smooth_folder(path, prefix, seed, edit):
+    """Two smooth 64x64 RGB images, each passed through ``edit(uint8 array, rng)``, saved as PREFIX{i}.png."""
     from scipy.ndimage import gaussian_filter
 
-    inp = tmp_path / "holes"
-    inp.mkdir()
-    rng = np.random.default_rng(1)
+    path.mkdir()
+    rng = np.random.default_rng(seed)
     for i in range(2):
         im = gaussian_filter(rng.normal(size=(64, 64, 3)), (4, 4, 0))
         im = np.round(127.5 + 90 * im / np.abs(im).max()).astype(np.uint8)
+        Image.fromarray(edit(im, rng)).save(path / f"{prefix}{i}.png")
+    return path
+
+
+def test_recover_folder_reports_fill_pixels(tmp_path, tiny_prior_dir):
+    def remove_half(im, rng):
         im[rng.random((64, 64)) < 0.5] = 128  # half of the pixels removed (mid-gray)
-        Image.fromarray(im).save(inp / f"h{i}.png")
+        return im
+
+    inp = _smooth_folder(tmp_path / "holes", "h", 1, remove_half)
     r = run("recover", inp, "--out", tmp_path / "out", "--prior", tiny_prior_dir, *FAST)
     assert r.exit_code == 0, r.output
     assert "2 image(s) hold a constant fill value in 5" in r.output  # 50% removed, plus pixels that were 128
@@ -118,15 +126,7 @@ def test_recover_folder_reports_fill_pixels(tmp_path, tiny_prior_dir):
 
 
 def test_recover_clip_option_reaches_the_engine(tmp_path, tiny_prior_dir):
-    from scipy.ndimage import gaussian_filter
-
-    inp = tmp_path / "bright"
-    inp.mkdir()
-    rng = np.random.default_rng(2)
-    for i in range(2):
-        im = gaussian_filter(rng.normal(size=(64, 64, 3)), (4, 4, 0))
-        im = np.round(127.5 + 90 * im / np.abs(im).max()).clip(max=140).astype(np.uint8)  # truncated at 140
-        Image.fromarray(im).save(inp / f"b{i}.png")
+    inp = _smooth_folder(tmp_path / "bright", "b", 2, lambda im, rng: im.clip(max=140))  # truncated at 140
     outs = {}
     for flag in ("--clip", "--no-clip"):
         out = tmp_path / flag.strip("-")

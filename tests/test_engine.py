@@ -244,20 +244,31 @@ def test_fill_mask_finds_constant_fills_and_nothing_else():
     assert (m[[0, 2, 3, 4, 5]] == 1).all()
 
 
+def _prior_images(prior, n, g):
+    """n samples of the prior on the 8-bit grid, (1, n, 3, 64, 64) in [-1, 1]."""
+    with torch.no_grad():
+        x = prior.G(torch.rand(n, 100, generator=g) * 2 - 1).view(1, n, 3, 64, 64)
+    return ((x + 1) * 127.5).round() / 127.5 - 1
+
+
+def _pgd_with_and_without(prior, y, x, cfg, option):
+    """PGD on y with ``option`` on (cfg) and off; asserts that every image is closer to x with it on."""
+    a = solve(prior.G, prior.D, y, cfg, method="pgd")
+    b = solve(prior.G, prior.D, y, cfg.replace(**{option: False}), method="pgd")
+    err_a = (a.x - x).pow(2).mean(dim=(2, 3, 4))  # (1, n)
+    err_b = (b.x - x).pow(2).mean(dim=(2, 3, 4))
+    assert (err_a < err_b).all(), (err_a, err_b)
+    return a, b
+
+
 def test_fill_detection_lets_pgd_ignore_removed_pixels(prior):
     """With fill=True, pixels set to a constant stop pulling G(z) towards that constant."""
     g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        x = prior.G(torch.rand(4, 100, generator=g) * 2 - 1).view(1, 4, 3, 64, 64)
-    x = ((x + 1) * 127.5).round() / 127.5 - 1
+    x = _prior_images(prior, 4, g)
     keep = torch.rand(1, 4, 1, 64, 64, generator=g) >= 0.8
     y = x * keep  # 80% of the pixels set to 0 (mid-gray), a new mask per image
     cfg = FAST.replace(warm_steps=60, T=2, lr_warm=3e-2, fill=True)
-    a = solve(prior.G, prior.D, y, cfg, method="pgd")
-    b = solve(prior.G, prior.D, y, cfg.replace(fill=False), method="pgd")
-    err_a = (a.x - x).pow(2).mean(dim=(2, 3, 4))  # (1, 4)
-    err_b = (b.x - x).pow(2).mean(dim=(2, 3, 4))
-    assert (err_a < err_b).all(), (err_a, err_b)
+    a, b = _pgd_with_and_without(prior, y, x, cfg, "fill")
     # the mask is the engine's own: the same run with the known mask given as a weight agrees closely
     c = solve(prior.G, prior.D, y, cfg.replace(fill=False), method="pgd", weight=keep.float())
     assert (a.x - c.x).abs().mean() < 0.05
@@ -315,18 +326,11 @@ def test_clip_sign_finds_truncations_and_nothing_else():
 
 def test_clip_detection_lets_pgd_see_through_a_truncation(prior):
     """With clip=True, pixels truncated at a level only bound G(z) from below and stop flattening it."""
-    g = torch.Generator().manual_seed(4)
-    with torch.no_grad():
-        x = prior.G(torch.rand(4, 100, generator=g) * 2 - 1).view(1, 4, 3, 64, 64)
-    x = ((x + 1) * 127.5).round() / 127.5 - 1
+    x = _prior_images(prior, 4, torch.Generator().manual_seed(4))
     level = x.flatten().quantile(0.6)  # the brightest 40% truncated
     y = x.clamp(max=level)
     cfg = FAST.replace(warm_steps=60, T=2, lr_warm=3e-2, clip=True)
-    a = solve(prior.G, prior.D, y, cfg, method="pgd")
-    b = solve(prior.G, prior.D, y, cfg.replace(clip=False), method="pgd")
-    err_a = (a.x - x).pow(2).mean(dim=(2, 3, 4))  # (1, 4)
-    err_b = (b.x - x).pow(2).mean(dim=(2, 3, 4))
-    assert (err_a < err_b).all(), (err_a, err_b)
+    a, b = _pgd_with_and_without(prior, y, x, cfg, "clip")
     # what the fit no longer pays for: G(z) above the truncation where y is truncated
     assert (a.x > level).float().mean() > (b.x > level).float().mean()
 
