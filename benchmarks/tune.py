@@ -44,6 +44,7 @@ def main():
     ap.add_argument("--variant", action="append", default=[])
     ap.add_argument("--pgd", action="append", default=[], help="PGD variant(s), like --variant (default: the preset)")
     ap.add_argument("--no-pgd", action="store_true")
+    ap.add_argument("--oracle", action="store_true", help="also PGD through the true corruption (bench blind's oracle)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gpc", type=int, default=None, help="groups per engine call (default: 1 on CPU, all on CUDA)")
     ap.add_argument("--device", default="cpu")
@@ -69,6 +70,13 @@ def main():
             key = f"pgd[{v}]" if v else "pgd"
             res[key] = float(psnr(r.images, clean_u8).mean())
             res[f"{key}_s"] = time.time() - t0
+        if args.oracle:
+            from mimic.bench.blind import _oracle
+            from mimic.priors import load_prior
+
+            t0 = time.time()
+            rec = _oracle(load_prior(args.prior, device=args.device), task, y_u8, args.device, 25, 0)
+            res["oracle"], res["oracle_s"] = float(psnr(rec, clean_u8).mean()), time.time() - t0
         for v in args.variant or [""]:
             t0 = time.time()
             r = recover(y_u8, task=task, method="mimic", prior=args.prior, device=args.device, groups_per_call=args.gpc,

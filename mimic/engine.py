@@ -79,7 +79,15 @@ class MimicConfig:
     #   (stuck columns, occluders) stop steering z
     robust_power: float = 4.0  # sharpness of the robust weights
     robust_restart: bool = False  # restart z from its starting point once the first robust weights are known
+    robust_at: int = 0  # warm step at which the first robust weights are computed (0: at the candidate selection,
+    #   ``select_after``); later weights, from a z that the unexplained pixels have pulled less far, are sharper
+    robust_surrogate: bool = False  # the surrogate's steps use the robust weights too (by default they fit every
+    #   pixel, and can learn to absorb what the weights muted, which then loses its low weight)
+    robust_keep: bool = False  # a pixel's weight never rises again once lowered (min over the outer iterations)
     robust_smooth: int = 1  # box filter size over the residual map before weighting (corruptions are spatially coherent)
+    robust_stat: str = "abs"  # "abs": r is the group's median |y - f(G(z))|; "signed": |group median of y - f(G(z))|,
+    #   the residual every image of the group shares (a corruption the surrogate has not captured, e.g. one noise
+    #   pattern over stuck columns), while the prior's own errors, of either sign from face to face, cancel
     robust_scope: str = "group"  # "group": r is the group's median residual (a corruption shared by the group);
     #   "image": each observation's own residual and scale (corruption that differs per image, e.g. noise that
     #   replaces a content-dependent set of pixels)
@@ -201,9 +209,14 @@ def group_robust_weights(y: torch.Tensor, fx: torch.Tensor, valid: torch.Tensor,
     """
     if cfg.robust_scope not in ("group", "image"):
         raise ValueError(f"robust_scope must be 'group' or 'image', got {cfg.robust_scope!r}")
-    r = _one_sided(y - fx, clip).abs()  # (S, B, C_obs, H, W)
+    if cfg.robust_stat not in ("abs", "signed"):
+        raise ValueError(f"robust_stat must be 'abs' or 'signed', got {cfg.robust_stat!r}")
+    signed = cfg.robust_stat == "signed" and cfg.robust_scope == "group"
+    r = _one_sided(y - fx, clip)  # (S, B, C_obs, H, W)
+    r = r if signed else r.abs()
     if cfg.robust_scope == "group":
         r = r.masked_fill(valid[:, :, None, None, None] == 0, float("nan")).nanmedian(dim=1, keepdim=True).values
+        r = r.abs() if signed else r
     if cfg.robust_smooth > 1:
         k = cfg.robust_smooth
         r = F.avg_pool2d(r.flatten(0, 2), k, stride=1, padding=k // 2, count_include_pad=False).view_as(r)
@@ -451,6 +464,11 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             w = robust_w if w is None else w * robust_w
         return _per_image_mean(e, w)
 
+    def id_keep():  # pixels L_I's |y - G(z)| term leaves out, like L_obs: detected fill, muted by the robust weights
+        if robust_w is None:
+            return fill_w
+        return robust_w if fill_w is None else fill_w * robust_w
+
     hist = {k: [] for k in ("obs", "adv", "ident", "total")}
 
     def record(l_obs, l_adv, l_id):
@@ -464,7 +482,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         x = gen(z)
         fx = f(x)
         logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B) if use_D else None
-        l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs, fill_w, clip_s)
+        l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs, id_keep(), clip_s)
         loss = ((l_obs + lam_adv * l_adv + lam_I * l_id) * valid).sum()
         (g,) = torch.autograd.grad(loss, [z])
         with torch.no_grad():
@@ -474,7 +492,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
 
     def surrogate_step(x):
         fx = surrogate(x)
-        l_obs = obs(y, fx, weighted=False)
+        l_obs = obs(y, fx, weighted=cfg.robust_surrogate)
         loss = l_obs
         if lam_I:
             loss = loss + lam_I * (fx - x).abs().mean(dim=(2, 3, 4))
@@ -503,6 +521,9 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         chosen_init = (idx // S0).cpu()
     else:
         chosen_init = torch.zeros(S0, dtype=torch.long)
+    n_rob = min(max(cfg.robust_at, n_sel), cfg.warm_steps)  # warm steps before the first robust weights
+    for _ in range(n_rob - n_sel if cfg.robust and not pgd else 0):
+        latent_step(cfg.lr_warm)
     if cfg.robust and not pgd:
         with torch.no_grad():
             robust_w = group_robust_weights(y, f(gen(z)), valid, cfg, clip_s)
@@ -510,7 +531,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
                 z0s = z0.repeat(K, 1, 1)[idx] if K > 1 else z0
                 z.copy_(z0s)
                 z_state.zero_()
-    for _ in range(cfg.warm_steps - n_sel):
+    for _ in range(cfg.warm_steps - (n_rob if cfg.robust and not pgd else n_sel)):
         latent_step(cfg.lr_warm)
 
     def evaluate():
@@ -518,7 +539,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             x = gen(z)
             fx = f(x)
             logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B)
-            l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs, fill_w, clip_s)
+            l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs, id_keep(), clip_s)
             record(l_obs, l_adv, l_id)
             return x, fx, l_obs
 
@@ -533,7 +554,8 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
                 surrogate_step(x_fixed)
         if cfg.robust and not pgd:
             with torch.no_grad():
-                robust_w = group_robust_weights(y, f(x.detach()), valid, cfg, clip_s)
+                w_new = group_robust_weights(y, f(x.detach()), valid, cfg, clip_s)
+                robust_w = torch.minimum(robust_w, w_new) if cfg.robust_keep and robust_w is not None else w_new
         for _ in range(cfg.T2):
             latent_step(cfg.lr_g)
         x, fx, l_obs = evaluate()

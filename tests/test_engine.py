@@ -207,6 +207,93 @@ def test_robust_weights_per_image_mute_each_images_own_outliers():
         group_robust_weights(y, fx, torch.ones(S, B), MimicConfig(robust=2.0, robust_scope="pixel"))
 
 
+def test_robust_weights_signed_mute_shared_residuals_and_keep_face_to_face_errors():
+    """robust_stat="signed": a residual every observation shares (one noise pattern over stuck columns) is muted;
+    errors that change sign from image to image (the prior missing details) are kept, unlike with "abs"."""
+    from mimic.engine import MimicConfig, group_robust_weights
+
+    g = torch.Generator().manual_seed(2)
+    S, B = 2, 5
+    fx = torch.rand(S, B, 3, 16, 16, generator=g) * 2 - 1
+    y = fx + 0.05 * torch.randn(S, B, 3, 16, 16, generator=g)
+    y[..., :4] += 0.8 * torch.randn(S, 1, 3, 16, 4, generator=g).sign()  # one pattern, shared by the group
+    y[..., 8:10, 6:] += 0.8 * torch.linspace(-1, 1, B).view(1, B, 1, 1, 1)  # same pixels, sign varies per image
+    cfg = MimicConfig(robust=2.0, robust_stat="signed")
+    w = group_robust_weights(y, fx, torch.ones(S, B), cfg)
+    wa = group_robust_weights(y, fx, torch.ones(S, B), cfg.replace(robust_stat="abs"))
+    assert w.shape == wa.shape == (S, 1, 3, 16, 16)
+    assert w[..., :4].max() < 0.01 and wa[..., :4].max() < 0.01
+    assert w[..., 8:10, 6:].mean() > 0.6 and wa[..., 8:10, 6:].max() < 0.01
+    with pytest.raises(ValueError, match="robust_stat"):
+        group_robust_weights(y, fx, torch.ones(S, B), cfg.replace(robust_stat="mean"))
+
+
+def _record_robust(monkeypatch, prior, **kw):
+    """Solve a stuck-columns group with robust weights on; return (weights computed, weights each L_obs used)."""
+    import mimic.engine as E
+
+    computed, used = [], []
+    real_w, real_mean = E.group_robust_weights, E._per_image_mean
+
+    def w_spy(*a, **k):
+        computed.append(real_w(*a, **k))
+        return computed[-1]
+
+    def mean_spy(e, w):
+        used.append(w)
+        return real_mean(e, w)
+
+    monkeypatch.setattr(E, "group_robust_weights", w_spy)
+    monkeypatch.setattr(E, "_per_image_mean", mean_spy)
+    y = _y(prior, S=1, B=4)
+    y[..., :20] = y[..., 20:21] + 0.25 * torch.randn(1, 1, 3, 64, 20, generator=torch.Generator().manual_seed(0))
+    solve(prior.G, prior.D, y, FAST.replace(**{"robust": 2.0, "robust_stat": "signed", "T": 3, "lam_I": 0.0, **kw}), method="mimic",
+          generator=torch.Generator().manual_seed(0))
+    return computed, used
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_robust_keep_never_raises_a_weight_again(prior, monkeypatch, keep):
+    """robust_keep: the latent steps use the minimum of every weight map computed so far (a pixel once found
+    unexplained stays muted when the surrogate learns to absorb it); without it, the latest map."""
+    computed, used = _record_robust(monkeypatch, prior, robust_keep=keep)
+    assert len(computed) == 1 + 3  # at the candidate selection, then once per outer iteration
+    last = used[-1]
+    expect = torch.stack(computed).amin(0) if keep else computed[-1]
+    assert torch.equal(last, expect)
+    assert not torch.equal(torch.stack(computed).amin(0), computed[-1])  # the two differ here: the test can fail
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_robust_surrogate_fits_the_weighted_loss(prior, monkeypatch, weighted):
+    """robust_surrogate: the surrogate's steps fit the robust-weighted L_obs too; by default they fit every pixel."""
+    computed, used = _record_robust(monkeypatch, prior, robust_surrogate=weighted)
+    after = used[next(i for i, w in enumerate(used) if w is not None):]  # every L_obs once weights exist
+    n_plain = sum(w is None for w in after)
+    assert n_plain == (0 if weighted else 3 * FAST.T1)  # T = 3 outer iterations of T1 surrogate steps
+
+
+@pytest.mark.parametrize("at", [0, 6])
+def test_robust_at_sets_the_warm_step_of_the_first_weights(prior, monkeypatch, at):
+    """The first robust weights come after ``robust_at`` warm steps (0: at the candidate selection, step 2 here),
+    and with robust_restart z starts again from z0 then; the warm start keeps its length."""
+    computed, used = _record_robust(monkeypatch, prior, warm_steps=10, select_after=2, robust_at=at,
+                                    robust_restart=True)
+    first = next(i for i, w in enumerate(used) if w is not None)
+    # one L_obs per latent step, plus the candidate selection's after step 2
+    assert first == (2 + 1 if at == 0 else at + 1)
+    assert len(computed) == 1 + 3
+    assert len(used) == 10 + 1 + 1 + 3 * (FAST.T1 + FAST.T2 + 1)  # the budget does not grow with robust_at
+
+
+def test_identity_loss_leaves_out_what_the_robust_weights_mute(prior, monkeypatch):
+    """L_I's |y - G(z)| term weighs the pixels as L_obs does: once robust weights exist, no loss of a latent or
+    surrogate step (robust_surrogate) fits every pixel, so muted stuck columns stop pulling z through L_I."""
+    computed, used = _record_robust(monkeypatch, prior, robust_surrogate=True, lam_I=0.1)
+    after = used[next(i for i, w in enumerate(used) if w is not None):]
+    assert len(after) > 3 * FAST.T1 and all(w is not None for w in after)
+
+
 def _smooth_images(n, c=3, size=64, seed=0):
     """Natural-looking test images: blurred noise on the 8-bit grid, in about [-0.8, 0.8]."""
     g = torch.Generator().manual_seed(seed)
