@@ -73,10 +73,10 @@ class MimicConfig:
     obs_norm: str = "l1"  # "l1" (paper) or "l2": the surrogate's L_obs norm (an L1 surrogate fit is the per-pixel median,
     #   which is uninformative when most pixels are destroyed, e.g. 70% dropped: the median is black whatever x is)
     # --- robust observation weights (blind; this project's addition, see docs/TUNING.md) ---
-    robust: float = 0.0  # 0 = off. Otherwise, from the candidate selection on and at each outer iteration,
-    #   every pixel of a group gets the latent loss weight min(1, (robust * median r / r)^robust_power), r = the
-    #   group's median |y - f(G(z))| at that pixel: pixels that the surrogate cannot explain for the whole group
-    #   (stuck columns, occluders) stop steering z
+    robust: float = 0.0  # 0 = off. Otherwise, from the candidate selection (or robust_at) on and at each outer
+    #   iteration, every pixel of a group gets the latent loss weight min(1, (robust * median r / r)^robust_power),
+    #   r = the group's median |y - f(G(z))| at that pixel: pixels that the surrogate cannot explain for the whole
+    #   group (stuck columns, occluders) stop steering z
     robust_power: float = 4.0  # sharpness of the robust weights
     robust_restart: bool = False  # restart z from its starting point once the first robust weights are known
     robust_at: int = 0  # warm step at which the first robust weights are computed (0: at the candidate selection,
@@ -200,7 +200,8 @@ def group_robust_weights(y: torch.Tensor, fx: torch.Tensor, valid: torch.Tensor,
     """Per-pixel latent-loss weights (``cfg.robust`` > 0), in (0, 1]: shape (S, 1, C_obs, H, W) for
     ``cfg.robust_scope = "group"``, (S, B, C_obs, H, W) for ``"image"``.
 
-    r = the group's median |y - f(G(z))| at each pixel over its valid observations ("group"), or each
+    r = the group's median |y - f(G(z))| at each pixel over its valid observations ("group"; with
+    ``robust_stat = "signed"``, |median of y - f(G(z))|, what every observation shares), or each
     observation's own |y - f(G(z))| ("image"), optionally box-smoothed; weight = min(1, (robust * median(r) / r)
     ** robust_power), the median over r's pixels: a pixel that the surrogate cannot explain (for the whole group:
     stuck columns, occluders, lines; in one image: noise over a content-dependent set of pixels) stops steering z.
@@ -211,7 +212,9 @@ def group_robust_weights(y: torch.Tensor, fx: torch.Tensor, valid: torch.Tensor,
         raise ValueError(f"robust_scope must be 'group' or 'image', got {cfg.robust_scope!r}")
     if cfg.robust_stat not in ("abs", "signed"):
         raise ValueError(f"robust_stat must be 'abs' or 'signed', got {cfg.robust_stat!r}")
-    signed = cfg.robust_stat == "signed" and cfg.robust_scope == "group"
+    signed = cfg.robust_stat == "signed"
+    if signed and cfg.robust_scope != "group":
+        raise ValueError("robust_stat='signed' needs robust_scope='group' (the residual the group shares)")
     r = _one_sided(y - fx, clip)  # (S, B, C_obs, H, W)
     r = r if signed else r.abs()
     if cfg.robust_scope == "group":

@@ -226,6 +226,8 @@ def test_robust_weights_signed_mute_shared_residuals_and_keep_face_to_face_error
     assert w[..., 8:10, 6:].mean() > 0.6 and wa[..., 8:10, 6:].max() < 0.01
     with pytest.raises(ValueError, match="robust_stat"):
         group_robust_weights(y, fx, torch.ones(S, B), cfg.replace(robust_stat="mean"))
+    with pytest.raises(ValueError, match="robust_scope='group'"):
+        group_robust_weights(y, fx, torch.ones(S, B), cfg.replace(robust_scope="image"))
 
 
 def _record_robust(monkeypatch, prior, **kw):
