@@ -273,3 +273,25 @@ def test_bench_blind_rerun_of_some_methods_keeps_the_others(tmp_path, tiny_prior
     assert res["per_image"]["negative"]["oracle"] == first["per_image"]["negative"]["oracle"]
     assert "gain_over_pgd_db" in new["oracle"] and "oracle_gap_closed" in new["mimic"]  # recomputed with the kept oracle
     assert "| negative | oracle |" in (tmp_path / "blind.md").read_text()
+
+
+def test_bench_blind_does_not_resume_recoveries_of_a_changed_preset(tmp_path, tiny_prior_dir, monkeypatch):
+    """Saved recoveries are reused only if the preset that made them is unchanged: a preset edited between runs
+    must not leave its old images (and figures) in the new table."""
+    from dataclasses import replace
+
+    import mimic.tasks as T
+
+    args = ["bench", "blind", "--quick", "--out", str(tmp_path), "--prior", str(tiny_prior_dir),
+            "--data", str(EXAMPLES / "clean"), "--methods", "pgd,mimic", "--n", "2", "--device", "cpu",
+            "--tasks", "negative"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    old = T.TASKS["negative"]
+    monkeypatch.setitem(T.TASKS, "negative", replace(old, config=old.config.replace(lr_s=2 * old.config.lr_s)))
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert "resumed" not in r.output
+    monkeypatch.setitem(T.TASKS, "negative", old)  # back to the preset the first run used: resumed again
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    r = CliRunner().invoke(cli, args)
+    assert "negative      mimic   resumed" in r.output

@@ -35,6 +35,19 @@ __all__ = ["bench_blind", "PAPER_TASKS", "markdown_table"]
 PAPER_TASKS = ("gray_blur", "stylize", "negative", "stuck_pixels", "occlusion", "inpainting")
 
 
+def _made_by(task, m, overrides, supervised_steps) -> dict:
+    """The settings a method's saved recoveries depend on: a re-run resumes them only if these are unchanged (a
+    preset changed between runs must not leave its old images in the new table)."""
+    from dataclasses import asdict
+
+    base, _, rk = m.partition("_r")
+    if m == "supervised":
+        return {"method": m, "steps": supervised_steps, "mimic": __version__}
+    cfg = get_task(None if base == "blind" else task).config.replace(**overrides)
+    cfg = cfg.replace(restarts=int(rk)) if rk else cfg
+    return {"method": m, "config": json.loads(json.dumps(asdict(cfg), default=str)), "mimic": __version__}
+
+
 def _oracle(pr, task, y_u8, dev, batch_size, seed) -> np.ndarray:
     """PGD through the true corruption (straight-through where it is not differentiable),
     or with L_obs masked to the pixels the corruption keeps."""
@@ -137,7 +150,10 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
         for m in methods:
             t0 = time.perf_counter()
             rec_dir = out / "rec" / task / m
-            resumed = (task, m) in old_rows and all((rec_dir / f"{nm}.png").exists() for nm in names)
+            made_by = _made_by(task, m, overrides, supervised_steps)  # what the saved recoveries must come from
+            resumed = ((task, m) in old_rows and all((rec_dir / f"{nm}.png").exists() for nm in names)
+                       and (rec_dir / "made_by.json").exists()
+                       and json.loads((rec_dir / "made_by.json").read_text()) == made_by)
             if resumed:
                 rec = np.stack([read_image(rec_dir / f"{nm}.png") for nm in names])
                 log(f"{task:13s} {m:7s} resumed from {rec_dir}")
@@ -172,6 +188,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
             else:
                 for nm, im in zip(names, rec):
                     save_png(rec_dir / f"{nm}.png", im)
+                save_json(rec_dir / "made_by.json", made_by)
             p, s = psnr(rec, clean_u8), ssim(rec, clean_u8)
             res[m] = p
             recs[m] = (rec[:8], p[:8])
