@@ -215,11 +215,11 @@ def group_robust_weights(y: torch.Tensor, fx: torch.Tensor, valid: torch.Tensor,
     signed = cfg.robust_stat == "signed"
     if signed and cfg.robust_scope != "group":
         raise ValueError("robust_stat='signed' needs robust_scope='group' (the residual the group shares)")
-    r = _one_sided(y - fx, clip)  # (S, B, C_obs, H, W)
-    r = r if signed else r.abs()
-    if cfg.robust_scope == "group":
-        r = r.masked_fill(valid[:, :, None, None, None] == 0, float("nan")).nanmedian(dim=1, keepdim=True).values
-        r = r.abs() if signed else r
+    r = _one_sided(y - fx, clip)  # (S, B, C_obs, H, W), signed
+    if cfg.robust_scope == "group":  # the median of the signed residual ("signed") or of its size ("abs")
+        r = (r if signed else r.abs()).masked_fill(valid[:, :, None, None, None] == 0, float("nan"))
+        r = r.nanmedian(dim=1, keepdim=True).values
+    r = r.abs()
     if cfg.robust_smooth > 1:
         k = cfg.robust_smooth
         r = F.avg_pool2d(r.flatten(0, 2), k, stride=1, padding=k // 2, count_include_pad=False).view_as(r)
@@ -458,19 +458,17 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
     fill_w = fill_mask(y) if cfg.fill else None  # (S, B, C_obs, H, W) 0 at detected fill pixels, or None
     clip_s = clip_sign(y) if cfg.clip else None  # (S, B, C_obs, H, W) +1 / -1 at pixels clipped from above / below
 
-    def obs(yy, fx, weighted=True):  # L_obs per image (S, B), weighted by the detected fill mask (always), the known
-        e = penalty(_one_sided(yy - fx, clip_s))  # mask (oracle) or the robust weights (latent steps)
-        w = fill_w
-        if weighted and weight is not None:
-            w = weight.to(yy) if w is None else w * weight.to(yy)
-        if weighted and robust_w is not None:
-            w = robust_w if w is None else w * robust_w
-        return _per_image_mean(e, w)
-
-    def id_keep():  # pixels L_I's |y - G(z)| term leaves out, like L_obs: detected fill, muted by the robust weights
+    def id_keep():  # weights of the fit to y (L_obs and L_I's |y - G(z)|): detected fill, robust weights
         if robust_w is None:
             return fill_w
         return robust_w if fill_w is None else fill_w * robust_w
+
+    def obs(yy, fx, weighted=True):  # L_obs per image (S, B), weighted by the detected fill mask (always), the known
+        e = penalty(_one_sided(yy - fx, clip_s))  # mask (oracle) and the robust weights (unless weighted=False)
+        w = id_keep() if weighted else fill_w
+        if weighted and weight is not None:
+            w = weight.to(yy) if w is None else w * weight.to(yy)
+        return _per_image_mean(e, w)
 
     hist = {k: [] for k in ("obs", "adv", "ident", "total")}
 
@@ -524,17 +522,18 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         chosen_init = (idx // S0).cpu()
     else:
         chosen_init = torch.zeros(S0, dtype=torch.long)
-    n_rob = min(max(cfg.robust_at, n_sel), cfg.warm_steps)  # warm steps before the first robust weights
-    for _ in range(n_rob - n_sel if cfg.robust and not pgd else 0):
+    use_robust = bool(cfg.robust) and not pgd
+    n_rob = min(max(cfg.robust_at, n_sel), cfg.warm_steps) if use_robust else n_sel  # steps before the first weights
+    for _ in range(n_rob - n_sel):
         latent_step(cfg.lr_warm)
-    if cfg.robust and not pgd:
+    if use_robust:
         with torch.no_grad():
             robust_w = group_robust_weights(y, f(gen(z)), valid, cfg, clip_s)
             if cfg.robust_restart:
                 z0s = z0.repeat(K, 1, 1)[idx] if K > 1 else z0
                 z.copy_(z0s)
                 z_state.zero_()
-    for _ in range(cfg.warm_steps - (n_rob if cfg.robust and not pgd else n_sel)):
+    for _ in range(cfg.warm_steps - n_rob):
         latent_step(cfg.lr_warm)
 
     def evaluate():
@@ -555,7 +554,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             x_fixed = x.detach()
             for _ in range(cfg.T1):
                 surrogate_step(x_fixed)
-        if cfg.robust and not pgd:
+        if use_robust:
             with torch.no_grad():
                 w_new = group_robust_weights(y, f(x.detach()), valid, cfg, clip_s)
                 robust_w = torch.minimum(robust_w, w_new) if cfg.robust_keep and robust_w is not None else w_new

@@ -145,9 +145,14 @@ def test_bench_defense_quick(tmp_path, tiny_fmnist_dirs, fmnist_root):
     assert (tmp_path / "defense_universal.png").exists()
 
 
-def test_bench_blind_resumes(tmp_path, tiny_prior_dir):
-    args = ["bench", "blind", "--quick", "--out", str(tmp_path), "--prior", str(tiny_prior_dir),
+def _resume_args(out, prior_dir) -> list:
+    """`bench blind --quick` on 2 example faces with PGD and MimicGAN (the resume tests add --tasks)."""
+    return ["bench", "blind", "--quick", "--out", str(out), "--prior", str(prior_dir),
             "--data", str(EXAMPLES / "clean"), "--methods", "pgd,mimic", "--n", "2", "--device", "cpu"]
+
+
+def test_bench_blind_resumes(tmp_path, tiny_prior_dir):
+    args = _resume_args(tmp_path, tiny_prior_dir)
     r = CliRunner().invoke(cli, args + ["--tasks", "negative"])
     assert r.exit_code == 0, r.output
     first = json.loads((tmp_path / "blind.json").read_text())["results"]
@@ -282,9 +287,7 @@ def test_bench_blind_does_not_resume_recoveries_of_a_changed_preset(tmp_path, ti
 
     import mimic.tasks as T
 
-    args = ["bench", "blind", "--quick", "--out", str(tmp_path), "--prior", str(tiny_prior_dir),
-            "--data", str(EXAMPLES / "clean"), "--methods", "pgd,mimic", "--n", "2", "--device", "cpu",
-            "--tasks", "negative"]
+    args = _resume_args(tmp_path, tiny_prior_dir) + ["--tasks", "negative"]
     assert CliRunner().invoke(cli, args).exit_code == 0
     old = T.TASKS["negative"]
     monkeypatch.setitem(T.TASKS, "negative", replace(old, config=old.config.replace(lr_s=2 * old.config.lr_s)))
