@@ -29,6 +29,7 @@ from mimic.corruptions import get_corruption  # noqa: E402
 from mimic.data import default_data_root, load_fmnist  # noqa: E402
 from mimic.io import to_tensor  # noqa: E402
 from mimic.priors import load_classifier  # noqa: E402
+from mimic.tasks import TASKS  # noqa: E402
 
 
 def val_images(n: int, seed: int = 123):
@@ -47,6 +48,7 @@ def main():
     ap.add_argument("--variant", action="append", default=[])
     ap.add_argument("--pgd", default="")
     ap.add_argument("--no-pgd", action="store_true")
+    ap.add_argument("--oracle", action="store_true", help="also PGD through the true corruption (bench blind's oracle)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -67,12 +69,26 @@ def main():
         else:
             y = get_corruption(task)(clean, generator=torch.Generator().manual_seed(0))
         res = {"task": task, "observed": float((predict(clf, y, "cpu") == labels).mean() * 100)}
+        if args.oracle and task in TASKS and TASKS[task].corruption:
+            from mimic.bench.blind import _oracle
+            from mimic.io import to_uint8
+            from mimic.priors import load_prior
+
+            t0 = time.time()
+            rec = _oracle(load_prior(args.prior, device="cpu"), task, to_uint8(y), "cpu", bs, 0)
+            res["oracle"] = float((predict(clf, to_tensor(rec), "cpu") == labels).mean() * 100)
+            res["oracle_s"] = round(time.time() - t0)
         runs = ([] if args.no_pgd else [("pgd", "pgd", args.pgd)]) + [(f"mimic[{v}]", "mimic", v) for v in args.variant or [""]]
         for name, method, v in runs:
             t0 = time.time()
             r = recover(y, task=preset, method=method, prior=args.prior, device="cpu", batch_size=bs, **parse_variant(v))
-            res[name] = float((predict(clf, r.tensor, "cpu") == labels).mean() * 100)
+            ok = predict(clf, r.tensor, "cpu") == labels
+            res[name] = float(ok.mean() * 100)
             res[name + "_s"] = round(time.time() - t0)
+            if name == "pgd":
+                pgd_ok = ok
+            elif not args.no_pgd:  # paired against PGD: images only this variant gets right / only PGD does
+                res[name + "_vs_pgd"] = [int((ok & ~pgd_ok).sum()), int((~ok & pgd_ok).sum())]
         print(json.dumps(res), flush=True)
 
 

@@ -107,6 +107,33 @@ def test_bench_classify_quick(tmp_path, tiny_fmnist_dirs, fmnist_root):
     assert "| drop_pixels | mimic | 6 |" in (tmp_path / "classify.md").read_text()
 
 
+def test_bench_classify_rerun_keeps_other_rows(tmp_path, tiny_fmnist_dirs, fmnist_root):
+    """A re-run of one corruption and method replaces those rows and keeps the rest of the table."""
+    prior, clf = tiny_fmnist_dirs
+    base = ["bench", "classify", "--quick", "--out", str(tmp_path), "--prior", str(prior), "--classifier", str(clf),
+            "--n", "6", "--batch-size", "3", "--device", "cpu"]
+    r = CliRunner().invoke(cli, base + ["--corruptions", "binarize,drop_pixels"])
+    assert r.exit_code == 0, r.output
+    first = json.loads((tmp_path / "classify.json").read_text())
+    r = CliRunner().invoke(cli, base + ["--corruptions", "binarize", "--methods", "mimic"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "classify.json").read_text())
+    key = lambda x: (x["corruption"], x["method"])  # noqa: E731
+    assert [key(x) for x in res["results"]] == [key(x) for x in first["results"]]  # same rows, same order
+    old, new = ({key(x): x for x in d["results"]} for d in (first, res))
+    assert new[("drop_pixels", "mimic")] == old[("drop_pixels", "mimic")]  # kept as it was
+    assert new[("binarize", "pgd")] == old[("binarize", "pgd")]
+    assert new[("binarize", "mimic")]["seconds"] != old[("binarize", "mimic")]["seconds"]  # redone
+    assert res["per_image"]["drop_pixels"] == first["per_image"]["drop_pixels"]
+    assert new[("binarize", "mimic")]["config"]["lr_s"] == 1e-2 and new[("binarize", "pgd")]["config"]["method"] == "pgd"
+    # different settings (n): nothing of the earlier run is kept
+    r = CliRunner().invoke(cli, base[:-6] + ["--n", "4", "--batch-size", "3", "--device", "cpu",
+                                             "--corruptions", "binarize", "--methods", "mimic"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "classify.json").read_text())
+    assert {key(x) for x in res["results"]} == {("none", "clean"), ("binarize", "observed"), ("binarize", "mimic")}
+
+
 def test_fmnist_subset_is_seeded(fmnist_root):
     from mimic.bench.classify import fmnist_test_subset
 

@@ -8,8 +8,11 @@ accuracy (percent, with a 95% Wilson interval).
 """
 from __future__ import annotations
 
+import io
+import json
 import platform
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,7 @@ from .report_utils import pyplot, save_figure
 from ..api import recover, resolve_device
 from ..corruptions import get_corruption
 from ..data import default_data_root, load_fmnist
-from ..io import save_json, save_png, save_text, to_tensor, to_uint8
+from ..io import atomic_write_bytes, save_json, save_png, save_text, to_tensor, to_uint8
 from ..priors import load_classifier, load_prior
 from ..tasks import get_task
 
@@ -75,31 +78,58 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
     clean = to_tensor(clean_u8)  # (n, 1, 28, 28) in [-1, 1]
     t_all = time.perf_counter()
     rows, per_image, samples = [], {"labels": labels.tolist(), "indices": idx.tolist()}, {}
+    same = {"prior_sha256": pr.sha256, "classifier": str(classifier), "n": len(labels), "seed": seed,
+            "batch_size": batch_size, "overrides": overrides, "quick": quick}
+    # rows of an earlier run with the same settings that this run does not redo are kept (a re-run of one
+    # corruption or one method leaves the rest of the table as it was)
+    old_rows, old_per_image, old_samples = _earlier(out, same)
+    for (c, m), r in old_rows.items():
+        if "config" in r and (c, m) not in {(c2, m2) for c2 in corruptions for m2 in methods} and \
+                r["config"] != _config(c, m, overrides):
+            log(f"note: the kept row {c}/{m} was measured with a different config than the {c} preset now has; "
+                f"re-run it (--corruptions {c} --methods {m})")
 
-    def add(corr, method, pred, secs=0.0):
+    def add(corr, method, pred, secs=0.0, config=None):
         correct = pred == labels
         acc, ci = accuracy_ci95(correct)
-        rows.append({"corruption": corr, "method": method, "n": len(labels), "accuracy": acc, "accuracy_ci95": ci,
-                     "seconds": secs})
+        row = {"corruption": corr, "method": method, "n": len(labels), "accuracy": acc, "accuracy_ci95": ci,
+               "seconds": secs, "device": str(dev)}
+        if config is not None:
+            row["config"] = config
+        rows.append(row)
         per_image.setdefault(corr, {})[method] = pred.tolist()
         log(f"{corr:14s} {method:9s} accuracy {acc:5.1f}% ± {ci:.1f}  ({secs:.0f} s)")
 
     def write():
+        new = {(r["corruption"], r["method"]) for r in rows}
+        merged = rows + [r for k, r in old_rows.items() if k not in new]
+        merged.sort(key=lambda r: (_order(r["corruption"], FMNIST_TASKS), _method_order(r["method"])))
+        pi = {c: dict(v) for c, v in old_per_image.items() if c not in ("labels", "indices")}
+        for c, v in per_image.items():
+            if c in ("labels", "indices"):
+                pi[c] = v
+            else:
+                pi.setdefault(c, {}).update(v)
+        smp = {**old_samples, **{f"{c}/{m}": to_uint8(t) for c, d in samples.items() for m, t in d.items()}}
+        corrs = sorted({r["corruption"] for r in merged} - {"none"}, key=lambda c: _order(c, FMNIST_TASKS))
         result = {
             "bench": "classify",
-            "results": rows,
+            "results": merged,
             "paper_fig3": {k: dict(zip(("observed", "pgd", "mimic"), v)) for k, v in PAPER_FIG3.items()},
             "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "classifier": str(classifier), "n": len(labels),
                          "seed": seed, "device": str(dev), "batch_size": batch_size, "overrides": overrides,
                          "quick": quick, "test_indices": "numpy default_rng(seed).choice(10000, n), sorted",
-                         "configs": {c: get_task(c).config.replace(**overrides).__dict__ for c in corruptions}},
+                         "configs": {c: get_task(c).config.replace(**overrides).__dict__ for c in corrs}},
             "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
             "seconds": time.perf_counter() - t_all,
-            "per_image": per_image,
+            "per_image": pi,
         }
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **smp)
+        atomic_write_bytes(out / "classify_samples.npz", buf.getvalue())
         save_json(out / "classify.json", result)
-        save_text(out / "classify.md", markdown_table(rows))
-        _figures(out, rows, samples, corruptions, methods)
+        save_text(out / "classify.md", markdown_table(merged))
+        _figures(out, merged, smp, corrs)
         return result
 
     add("none", "clean", predict(clf, clean, dev))
@@ -113,10 +143,48 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
             base, _, rk = m.partition("_r")
             ov = {**overrides, **({"restarts": int(rk)} if rk else {})}
             r = recover(y, task=corr, method=base, prior=pr, batch_size=batch_size, device=dev, seed=seed, **ov)
-            add(corr, m, predict(clf, r.tensor, dev), time.perf_counter() - t0)
+            add(corr, m, predict(clf, r.tensor, dev), time.perf_counter() - t0, config=_config(corr, m, overrides))
             samples[corr][m] = r.tensor[:10]
         write()  # partial results after every corruption
     return write()
+
+
+def _config(corr: str, method: str, overrides: dict) -> dict:
+    """The recovery settings of one (corruption, method) row, as JSON values (tuples become lists)."""
+    base, _, rk = method.partition("_r")
+    cfg = get_task(corr).config.replace(**overrides)
+    cfg = cfg.replace(restarts=int(rk)) if rk else cfg
+    return json.loads(json.dumps({"method": base, **asdict(cfg)}, default=str))
+
+
+def _order(corr: str, known) -> int:
+    return -1 if corr == "none" else (list(known).index(corr) if corr in known else len(known))
+
+
+def _method_order(m: str) -> tuple:
+    fixed = {"clean": 0, "observed": 1, "pgd": 2, "mimic": 4}
+    return (fixed.get(m, 3), m)  # pgd_rK between pgd and mimic
+
+
+def _earlier(out: Path, same: dict) -> tuple[dict, dict, dict]:
+    """Rows, per-image predictions and sample images of an earlier run in ``out`` with the same settings."""
+    prev = out / "classify.json"
+    if not prev.exists():
+        return {}, {}, {}
+    try:
+        old = json.loads(prev.read_text())
+        st = old["settings"]
+        if any(st.get(k) != v for k, v in same.items()):
+            return {}, {}, {}
+        for r in old["results"]:  # rows of runs before rows recorded their device: the run's device
+            r.setdefault("device", st["device"])
+        smp = {}
+        if (out / "classify_samples.npz").exists():
+            with np.load(out / "classify_samples.npz") as f:
+                smp = {k: f[k] for k in f.files}
+        return {(r["corruption"], r["method"]): r for r in old["results"]}, old.get("per_image", {}), smp
+    except (KeyError, ValueError, OSError):
+        return {}, {}, {}
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -129,19 +197,21 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _figures(out: Path, rows, samples, corruptions, methods) -> None:
+def _figures(out: Path, rows, samples: dict, corruptions) -> None:
     from ..io import make_grid
 
-    # sample grid per corruption: rows clean / observed / each method
-    for corr, d in samples.items():
-        order = ["clean", "observed", *methods]
-        tiles = np.concatenate([to_uint8(d[k]) for k in order if k in d])
-        save_png(out / f"classify_{corr}.png", make_grid(tiles, ncol=len(d["clean"])))
+    # sample grid per corruption: rows clean / observed / each method (uint8 samples keyed "corruption/method")
+    for corr in corruptions:
+        have = sorted((k.split("/", 1)[1] for k in samples if k.startswith(corr + "/")),
+                      key=lambda m: (m != "clean", _method_order(m)))
+        if "clean" in have:
+            tiles = np.concatenate([samples[f"{corr}/{m}"] for m in have])
+            save_png(out / f"classify_{corr}.png", make_grid(tiles, ncol=len(samples[f"{corr}/clean"])))
     plt = pyplot()
     if plt is None:  # the figures are optional; the tables and JSON are not
         return
-    cats = [c for c in corruptions]
-    ms = ["observed", *methods]
+    cats = list(corruptions)
+    ms = sorted({r["method"] for r in rows} - {"clean"}, key=_method_order)
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
     w = 0.8 / len(ms)
     acc = {(r["corruption"], r["method"]): r["accuracy"] for r in rows}
