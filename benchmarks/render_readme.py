@@ -94,9 +94,17 @@ def _bench_section(name: str, figures=()) -> str:
     p = ROOT / "benchmarks" / "results" / name
     res = json.loads((p / f"{name}.json").read_text())
     st = res["settings"]
-    head = (f"n = {st['n']}, seed {st['seed']}, device {st['device']}, prior sha256 "
+    if any("device" in r for r in res["results"]):  # rows kept from earlier runs may come from another device
+        by_dev: dict = {}
+        for r in res["results"]:
+            by_dev.setdefault(r.get("device", st["device"]), []).append(r)
+        where = "; ".join(f"{len(rs)} rows on {d}, {sum(r.get('seconds', 0) for r in rs) / 60:.1f} min of compute "
+                          f"summed" for d, rs in sorted(by_dev.items())) + " (a re-run keeps the rows it does not redo)"
+    else:
+        where = f"device {st['device']}, {res['seconds'] / 60:.0f} min in all"
+    head = (f"n = {st['n']}, seed {st['seed']}, prior sha256 "
             f"{st['prior_sha256'].get('generator.safetensors', '')[:12]}…, overrides {st.get('overrides') or 'none'}; "
-            f"{res['seconds'] / 60:.0f} min in all.")
+            f"{where}.")
     figures = list(figures) + [f["file"] for f in (res.get("figures") or {}).values()]
     figs = "".join(f"\n![{f}](benchmarks/results/{name}/{f})" for f in figures if (p / f).exists())
     return head + "\n\n" + (p / f"{name}.md").read_text() + figs

@@ -5,6 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from mimic.cli.main import cli
+from mimic.tasks import get_task
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -125,7 +126,8 @@ def test_bench_classify_rerun_keeps_other_rows(tmp_path, tiny_fmnist_dirs, fmnis
     assert new[("binarize", "pgd")] == old[("binarize", "pgd")]
     assert new[("binarize", "mimic")]["seconds"] != old[("binarize", "mimic")]["seconds"]  # redone
     assert res["per_image"]["drop_pixels"] == first["per_image"]["drop_pixels"]
-    assert new[("binarize", "mimic")]["config"]["lr_s"] == 1e-2 and new[("binarize", "pgd")]["config"]["method"] == "pgd"
+    assert new[("binarize", "mimic")]["config"]["lr_s"] == get_task("binarize").config.lr_s
+    assert new[("binarize", "pgd")]["config"]["method"] == "pgd"
     # different settings (n): nothing of the earlier run is kept
     r = CliRunner().invoke(cli, base[:-6] + ["--n", "4", "--batch-size", "3", "--device", "cpu",
                                              "--corruptions", "binarize", "--methods", "mimic"])
