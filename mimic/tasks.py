@@ -47,7 +47,8 @@ TASKS: dict[str, Task] = {
     for t in [
         Task("gray_blur", "gray_blur", _paper(0.0, 0.0, 2e-3, 3e-3, clip=True),
              "15x15 Gaussian blur, grayscale, truncated at 120"),
-        Task("stylize", "stylize", _paper(0.0, 0.0, 8e-4, 2e-3, warm_steps=40, T=36, T2=10), "OpenCV stylization, brightest 10% replaced by noise"),
+        Task("stylize", "stylize", _paper(0.0, 0.0, 8e-4, 2e-3, warm_steps=40, T=36, T2=10),
+             "OpenCV stylization, brightest 10% replaced by noise"),
         Task("negative", "negative", _paper(0.0, 1e-4, 1e-3, 1e-3), "11x11 Gaussian blur, then negation"),
         Task("stuck_pixels", "stuck_pixels", _paper(1e-1, 1e-4, 4e-3, 3e-3, robust=2.0, robust_stat="signed",
                                                     robust_smooth=5, robust_power=8.0, robust_keep=True,

@@ -128,6 +128,10 @@ def test_bench_classify_rerun_keeps_other_rows(tmp_path, tiny_fmnist_dirs, fmnis
     assert res["per_image"]["drop_pixels"] == first["per_image"]["drop_pixels"]
     assert new[("binarize", "mimic")]["config"]["lr_s"] == get_task("binarize").config.lr_s
     assert new[("binarize", "pgd")]["config"]["method"] == "pgd"
+    import numpy as np
+
+    with np.load(tmp_path / "classify_samples.npz") as f:  # recoveries kept for the figures; no test images stored
+        assert "drop_pixels/mimic" in f.files and not any(k.endswith("/clean") for k in f.files)
     # different settings (n): nothing of the earlier run is kept
     r = CliRunner().invoke(cli, base[:-6] + ["--n", "4", "--batch-size", "3", "--device", "cpu",
                                              "--corruptions", "binarize", "--methods", "mimic"])

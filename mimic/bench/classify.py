@@ -83,9 +83,9 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
     # rows of an earlier run with the same settings that this run does not redo are kept (a re-run of one
     # corruption or one method leaves the rest of the table as it was)
     old_rows, old_per_image, old_samples = _earlier(out, same)
+    redone = {(c, m) for c in corruptions for m in methods}
     for (c, m), r in old_rows.items():
-        if "config" in r and (c, m) not in {(c2, m2) for c2 in corruptions for m2 in methods} and \
-                r["config"] != _config(c, m, overrides):
+        if "config" in r and (c, m) not in redone and r["config"] != _config(c, m, overrides):
             log(f"note: the kept row {c}/{m} was measured with a different config than the {c} preset now has; "
                 f"re-run it (--corruptions {c} --methods {m})")
 
@@ -110,6 +110,7 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
                 pi[c] = v
             else:
                 pi.setdefault(c, {}).update(v)
+        # recovered sample images, kept across runs; the clean test images are not stored (they come from the data)
         smp = {**old_samples, **{f"{c}/{m}": to_uint8(t) for c, d in samples.items() for m, t in d.items()}}
         corrs = sorted({r["corruption"] for r in merged} - {"none"}, key=lambda c: _order(c, FMNIST_TASKS))
         result = {
@@ -125,11 +126,11 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
             "per_image": pi,
         }
         buf = io.BytesIO()
-        np.savez_compressed(buf, **smp)
+        np.savez_compressed(buf, **{k: v for k, v in smp.items() if not k.endswith("/clean")})
         atomic_write_bytes(out / "classify_samples.npz", buf.getvalue())
         save_json(out / "classify.json", result)
         save_text(out / "classify.md", markdown_table(merged))
-        _figures(out, merged, smp, corrs)
+        _figures(out, merged, {**smp, **{f"{c}/clean": to_uint8(clean[:10]) for c in corrs}}, corrs)
         return result
 
     add("none", "clean", predict(clf, clean, dev))
