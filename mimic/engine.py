@@ -458,14 +458,13 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
     fill_w = fill_mask(y) if cfg.fill else None  # (S, B, C_obs, H, W) 0 at detected fill pixels, or None
     clip_s = clip_sign(y) if cfg.clip else None  # (S, B, C_obs, H, W) +1 / -1 at pixels clipped from above / below
 
-    def id_keep():  # weights of the fit to y (L_obs and L_I's |y - G(z)|): detected fill, robust weights
-        if robust_w is None:
-            return fill_w
-        return robust_w if fill_w is None else fill_w * robust_w
+    # weights of the fit to y (L_obs and L_I's |y - G(z)|): detected fill x robust weights, rebuilt only where the
+    # robust weights change (not on every latent step)
+    keep_w = fill_w
 
     def obs(yy, fx, weighted=True):  # L_obs per image (S, B), weighted by the detected fill mask (always), the known
         e = penalty(_one_sided(yy - fx, clip_s))  # mask (oracle) and the robust weights (unless weighted=False)
-        w = id_keep() if weighted else fill_w
+        w = keep_w if weighted else fill_w
         if weighted and weight is not None:
             w = weight.to(yy) if w is None else w * weight.to(yy)
         return _per_image_mean(e, w)
@@ -483,7 +482,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         x = gen(z)
         fx = f(x)
         logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B) if use_D else None
-        l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs, id_keep(), clip_s)
+        l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs, keep_w, clip_s)
         loss = ((l_obs + lam_adv * l_adv + lam_I * l_id) * valid).sum()
         (g,) = torch.autograd.grad(loss, [z])
         with torch.no_grad():
@@ -529,6 +528,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
     if use_robust:
         with torch.no_grad():
             robust_w = group_robust_weights(y, f(gen(z)), valid, cfg, clip_s)
+            keep_w = robust_w if fill_w is None else fill_w * robust_w
             if cfg.robust_restart:
                 z0s = z0.repeat(K, 1, 1)[idx] if K > 1 else z0
                 z.copy_(z0s)
@@ -541,7 +541,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             x = gen(z)
             fx = f(x)
             logits = D(x.reshape(S * B, cin, H, W)).reshape(S, B)
-            l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs, id_keep(), clip_s)
+            l_obs, l_adv, l_id = losses(y, x, fx, logits, cfg_run, obs, keep_w, clip_s)
             record(l_obs, l_adv, l_id)
             return x, fx, l_obs
 
@@ -558,6 +558,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             with torch.no_grad():
                 w_new = group_robust_weights(y, f(x.detach()), valid, cfg, clip_s)
                 robust_w = torch.minimum(robust_w, w_new) if cfg.robust_keep and robust_w is not None else w_new
+                keep_w = robust_w if fill_w is None else fill_w * robust_w
         for _ in range(cfg.T2):
             latent_step(cfg.lr_g)
         x, fx, l_obs = evaluate()

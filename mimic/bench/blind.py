@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .report_utils import pyplot, save_figure
+from .report_utils import config_json, method_overrides, pyplot, save_figure
 from ..api import recover, resolve_device
 from ..corruptions import get_corruption
 from ..engine import solve
@@ -38,14 +38,10 @@ PAPER_TASKS = ("gray_blur", "stylize", "negative", "stuck_pixels", "occlusion", 
 def _made_by(task, m, overrides, supervised_steps) -> dict:
     """The settings a method's saved recoveries depend on: a re-run resumes them only if these are unchanged (a
     preset changed between runs must not leave its old images in the new table)."""
-    from dataclasses import asdict
-
-    base, _, rk = m.partition("_r")
     if m == "supervised":
         return {"method": m, "steps": supervised_steps, "mimic": __version__}
-    cfg = get_task(None if base == "blind" else task).config.replace(**overrides)
-    cfg = cfg.replace(restarts=int(rk)) if rk else cfg
-    return {"method": m, "config": json.loads(json.dumps(asdict(cfg), default=str)), "mimic": __version__}
+    base, ov = method_overrides(m, overrides)
+    return {"method": m, "config": config_json(None if base == "blind" else task, ov), "mimic": __version__}
 
 
 def _oracle(pr, task, y_u8, dev, batch_size, seed) -> np.ndarray:
@@ -72,7 +68,6 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
                 supervised_steps: int = 1500,
                 overrides: dict | None = None, log=print) -> dict:
     """Run the benchmark; writes ``OUT/blind.json`` and ``OUT/blind.md``; returns the JSON dict."""
-    from .. import priors as _p
     from .report_utils import heldout_test_faces
 
     out = Path(out)
@@ -169,8 +164,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
                 rec = apply_supervised(net, y_arr, dev)
                 supervised_info[task] = {k: v for k, v in info.items() if k != "history"}
             else:  # "pgd", "mimic", or "pgd_rK" / "mimic_rK" with K random restarts
-                base, _, rk = m.partition("_r")
-                ov = {**overrides, **({"restarts": int(rk)} if rk else {})}
+                base, ov = method_overrides(m, overrides)
                 trace = []
                 r = recover(y_arr, task=task if base != "blind" else None, method="mimic" if base == "blind" else base,
                             prior=pr, batch_size=batch_size, device=dev, seed=seed,

@@ -12,14 +12,13 @@ import io
 import json
 import platform
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import __version__
-from .report_utils import pyplot, save_figure
+from .report_utils import config_json, method_overrides, pyplot, save_figure
 from ..api import recover, resolve_device
 from ..corruptions import get_corruption
 from ..data import default_data_root, load_fmnist
@@ -141,8 +140,7 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
         samples[corr] = {"observed": y[:10], "clean": clean[:10]}
         for m in methods:
             t0 = time.perf_counter()
-            base, _, rk = m.partition("_r")
-            ov = {**overrides, **({"restarts": int(rk)} if rk else {})}
+            base, ov = method_overrides(m, overrides)
             r = recover(y, task=corr, method=base, prior=pr, batch_size=batch_size, device=dev, seed=seed, **ov)
             add(corr, m, predict(clf, r.tensor, dev), time.perf_counter() - t0, config=_config(corr, m, overrides))
             samples[corr][m] = r.tensor[:10]
@@ -152,10 +150,8 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
 
 def _config(corr: str, method: str, overrides: dict) -> dict:
     """The recovery settings of one (corruption, method) row, as JSON values (tuples become lists)."""
-    base, _, rk = method.partition("_r")
-    cfg = get_task(corr).config.replace(**overrides)
-    cfg = cfg.replace(restarts=int(rk)) if rk else cfg
-    return json.loads(json.dumps({"method": base, **asdict(cfg)}, default=str))
+    base, ov = method_overrides(method, overrides)
+    return {"method": base, **config_json(corr, ov)}
 
 
 def _order(corr: str, known) -> int:

@@ -1,12 +1,28 @@
-"""Held-out faces for benchmarks."""
+"""Shared pieces of the benchmarks: held-out faces, method names, figures."""
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+
 from ..priors.report import heldout_images
+from ..tasks import get_task
 
 
 def heldout_test_faces(prior, n: int):
     """The first ``n`` faces of the prior's held-out *test* split (never used for tuning)."""
     return heldout_images(prior, n, which="test")
+
+
+def method_overrides(method: str, overrides: dict) -> tuple[str, dict]:
+    """A bench method name (``"pgd"``, ``"mimic"``, or ``"pgd_rK"`` / ``"mimic_rK"`` with K random restarts) ->
+    (the recovery method, the overrides to recover with)."""
+    base, _, rk = method.partition("_r")
+    return base, {**overrides, **({"restarts": int(rk)} if rk else {})}
+
+
+def config_json(task: str | None, overrides: dict) -> dict:
+    """A task preset's config with ``overrides``, as JSON values (tuples become lists): what a result was made with."""
+    return json.loads(json.dumps(asdict(get_task(task).config.replace(**overrides)), default=str))
 
 
 def pyplot():
