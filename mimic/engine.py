@@ -26,7 +26,8 @@ defaults (see ``docs/TUNING.md`` for the evidence):
 
 PGD is the same loop with f = identity and lam_I = 0 (``method="pgd"``). With ``cfg.fill``, pixels that
 ``fill_mask`` takes for a constant fill (detected per observation before the loop) are left out of L_obs; with
-``cfg.clip``, pixels that ``clip_sign`` takes for clipped count only where f(x) is on the wrong side of them.
+``cfg.clip``, pixels that ``clip_sign`` takes for clipped count only where f(x) is on the wrong side of them; with ``cfg.keep_observed`` the output keeps the
+observation's own values at the pixels that are not fill (for corruptions that only remove pixels).
 """
 from __future__ import annotations
 
@@ -95,6 +96,10 @@ class MimicConfig:
     fill: bool = False  # leave pixels written with a constant fill value out of L_obs (surrogate and latent steps):
     #   per observation channel, an 8-bit level held by >= 5% of the pixels and 10x more than its neighbour levels
     #   (``fill_mask``); per image, so a random mask drawn per image (which no group-shared f can learn) is handled
+    keep_observed: bool = False  # with ``fill``: in an observation where fill was detected, the output takes the
+    #   observation's own values at the pixels that are not fill, G(z) only at the missing ones (inpainting's data
+    #   consistency). Assumes the corruption removed pixels and left the others as they were: off by default, since
+    #   an unknown corruption may also have changed the rest; needs as many observation channels as the prior has
     clip: bool = False  # clipped pixels (a spike at an observation channel's own max or min level, ``clip_sign``) only
     #   bound x: their L_obs penalty is one-sided (f(x) above a level clipped from above costs nothing), so the fit
     #   (surrogate and latent steps) need not reproduce the truncation
@@ -451,6 +456,8 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             return operator(x.reshape(S * B, cin, H, W)).reshape(S, B, cobs, H, W)
         return _identity_view(x, cobs, cfg.pgd_one_channel) if pgd else surrogate(x)
 
+    if cfg.keep_observed and not cfg.fill:
+        raise ValueError("keep_observed needs fill=True (the observed pixels are those not detected as fill)")
     if cfg.obs_norm not in _NORMS:
         raise ValueError(f"obs_norm must be 'l1' or 'l2', got {cfg.obs_norm!r}")
     penalty = _NORMS["l1" if pgd else cfg.obs_norm]  # PGD (and the oracle) stay L1
@@ -565,6 +572,9 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         if callback is not None:
             callback(t, x, fx, hist)
 
+    if cfg.keep_observed and fill_w is not None and cobs == cin:
+        has_fill = (fill_w == 0).flatten(2).any(2)[..., None, None, None]  # (S, B, 1, 1, 1)
+        x = torch.where(has_fill & (fill_w > 0), y, x)  # observed pixels as they are; G(z) where they are missing
     history = {k: torch.stack(v).cpu() for k, v in hist.items()}  # (T+1, S)
     return SolveOutput(x=x.detach(), fx=fx.detach(), z=z.detach(), obs_loss=l_obs.detach(), surrogate=surrogate,
                        history=history, lr_scale=lr_scale.clone(),

@@ -52,6 +52,10 @@ def test_bench_reconstruct_quick(tmp_path, tiny_prior_dir):
     assert ("remove_pixel_0.95", "pgd") in methods and ("remove_pixel_0.95", "pgd_fill") in methods
     assert ("convolve_noise", "biharmonic") not in methods
     assert all(x["mse_mean"] >= 0 and x["n"] == 2 for x in rows)
+    mse = {(x["corruption"], x["method"]): x["mse_mean"] for x in rows}
+    # keeping the observed pixels (exact outside the band) helps where fill is found, and is a no-op where none is
+    assert mse["patch_band", "mimic_keep"] < mse["patch_band", "mimic"]
+    assert mse["convolve_noise", "mimic_keep"] == mse["convolve_noise", "mimic"]
 
 
 def test_biharmonic_fills_holes_better_than_zeros():

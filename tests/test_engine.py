@@ -447,3 +447,26 @@ def test_clip_makes_every_fit_to_y_one_sided():
     w = group_robust_weights(y, brighter, torch.ones(1, 2), cfg.replace(robust=2.0), clip=s)
     assert (w == 1).all()
     assert group_robust_weights(y, brighter, torch.ones(1, 2), cfg.replace(robust=2.0)).min() < 0.01
+
+
+def test_keep_observed_takes_observed_pixels_and_generates_only_the_missing(prior):
+    """keep_observed: the output is y where an observation with detected fill is observed, G(z) elsewhere; an
+    observation with no fill (nothing known to be missing) is G(z) everywhere."""
+    g = torch.Generator().manual_seed(11)
+    x = _prior_images(prior, 3, g)  # (1, 3, 3, 64, 64)
+    keep = torch.ones(1, 3, 1, 64, 64, dtype=torch.bool)
+    keep[:, :2, :, 20:40] = False  # a band of rows removed in the first two observations, the third intact
+    y = x * keep
+    cfg = FAST.replace(fill=True)
+    a = solve(prior.G, prior.D, y, cfg, generator=torch.Generator().manual_seed(0))
+    b = solve(prior.G, prior.D, y, cfg.replace(keep_observed=True), generator=torch.Generator().manual_seed(0))
+    from mimic.engine import fill_mask
+
+    k = fill_mask(y)[0, :2] > 0  # (2, 3, 64, 64) the engine's observed pixels: the band is detected as missing
+    assert not k[:, :, 20:40].any() and k.float().mean() > 0.6
+    assert torch.equal(b.x[0, :2][k], y[0, :2][k])  # observed pixels as they are
+    assert torch.equal(b.x[0, :2][~k], a.x[0, :2][~k])  # missing ones from the same G(z)
+    assert torch.equal(b.x[0, 2], a.x[0, 2])  # no fill found: nothing pasted
+    assert not torch.equal(a.x[0, :2][k], y[0, :2][k])
+    with pytest.raises(ValueError, match="keep_observed needs fill"):
+        solve(prior.G, prior.D, y, FAST.replace(keep_observed=True))

@@ -2,7 +2,8 @@
 
 Corruptions: remove_pixel (p = 0.9, 0.95), remove_pixel_channel (p = 0.95), convolve_noise
 (l = 3, sigma = 0.15), patch_band (h = 20). Methods: MimicGAN (task-agnostic preset, which leaves
-detected fill pixels out of the fit), PGD (plain), PGD with the same fill detection,
+detected fill pixels out of the fit; and ``mimic_keep``, whose output keeps the observed pixels of an
+observation with detected fill, inpainting's data consistency), PGD (plain), PGD with the same fill detection,
 total-variation denoising (Chambolle, scikit-image; the noise task), biharmonic inpainting
 (scikit-image; given the mask), Deep Image Prior (an untrained conv net fitted to the one
 observation; masked loss when the mask is known). MSE on [-1, 1] (as Pajot et al.'s Table 1)
@@ -132,7 +133,7 @@ def dip(y: torch.Tensor, keep: torch.Tensor | None, *, steps: int = 1500, lr: fl
 
 
 def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), n: int = 200, device="auto",
-                      seed: int = 0, methods=("mimic", "pgd", "pgd_fill", "tv", "biharmonic", "dip"), data=None,
+                      seed: int = 0, methods=("mimic", "mimic_keep", "pgd", "pgd_fill", "tv", "biharmonic", "dip"), data=None,
                       quick: bool = False, dip_steps: int = 1500, dip_n: int | None = None, overrides: dict | None = None, log=print) -> dict:
     """Run the benchmark; writes ``OUT/reconstruct.json`` and ``OUT/reconstruct.md``."""
     from ..priors.report import heldout_images
@@ -176,12 +177,14 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
             if m == "biharmonic" and keep is None:
                 continue
             t0 = time.perf_counter()
-            if m in ("mimic", "pgd", "pgd_fill"):
+            if m in ("mimic", "mimic_keep", "pgd", "pgd_fill"):
                 # pgd: plain GAN inversion (every pixel fitted); pgd_fill: PGD with the blind preset's fill
-                # detection, which MimicGAN also uses: the two rows separate the detection from the surrogate
+                # detection, which MimicGAN also uses: the two rows separate the detection from the surrogate;
+                # mimic_keep: MimicGAN whose output keeps the observed (not fill) pixels of an observation with fill
                 ov = {"fill": False, **overrides} if m == "pgd" else overrides
-                rec = recover(y_u8, task=None, method="mimic" if m == "mimic" else "pgd", prior=pr, device=dev,
-                              seed=seed, **ov).images
+                ov = {"keep_observed": True, **ov} if m == "mimic_keep" else ov
+                rec = recover(y_u8, task=None, method="pgd" if m.startswith("pgd") else "mimic", prior=pr,
+                              device=dev, seed=seed, **ov).images
             elif m == "tv":
                 rec = tv_denoise(y_u8)
             elif m == "biharmonic":

@@ -60,6 +60,9 @@ def schedule_options(fn):
                      help="Norm of the surrogate's observation loss (l2 fits the mean: random masks, dropped pixels)."),
         click.option("--fill/--no-fill", "fill", default=None,
                      help="Leave pixels written with a constant fill value (detected per image) out of the fit."),
+        click.option("--keep-observed/--no-keep-observed", "keep_observed", default=None,
+                     help="With --fill: output the observation's own pixels where it is not missing "
+                          "(for corruptions that only remove pixels)."),
         click.option("--clip/--no-clip", "clip", default=None,
                      help="Pixels piled up at an image's own maximum (minimum) level are clipped: they only bound the fit."),
     ]):
@@ -68,7 +71,7 @@ def schedule_options(fn):
 
 
 def _pop_overrides(kw) -> dict:
-    keys = ("T", "T1", "T2", "warm_steps", "restarts", "lr_g", "lr_s", "surrogate", "obs_norm", "fill", "clip")
+    keys = ("T", "T1", "T2", "warm_steps", "restarts", "lr_g", "lr_s", "surrogate", "obs_norm", "fill", "keep_observed", "clip")
     vals = {k: kw.pop(k, None) for k in keys}
     return {k: v for k, v in vals.items() if v is not None}
 
@@ -365,7 +368,7 @@ def bench_blind_cmd(out, prior, tasks, n, methods, supervised_steps, device, see
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--prior", default="celeba64", show_default=True)
 @click.option("--n", default=200, show_default=True)
-@click.option("--methods", default="mimic,pgd,pgd_fill,tv,biharmonic,dip", show_default=True)
+@click.option("--methods", default="mimic,mimic_keep,pgd,pgd_fill,tv,biharmonic,dip", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--dip-steps", default=1500, show_default=True)
