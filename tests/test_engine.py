@@ -450,8 +450,8 @@ def test_clip_makes_every_fit_to_y_one_sided():
 
 
 def test_keep_observed_takes_observed_pixels_and_generates_only_the_missing(prior):
-    """keep_observed: the output is y where an observation with detected fill is observed, G(z) elsewhere; an
-    observation with no fill (nothing known to be missing) is G(z) everywhere."""
+    """keep_observed: the output is y where an observation with detected fill is observed, G(z) blended into it
+    elsewhere; an observation with no fill (nothing known to be missing) is G(z) everywhere."""
     g = torch.Generator().manual_seed(11)
     x = _prior_images(prior, 3, g)  # (1, 3, 3, 64, 64)
     keep = torch.ones(1, 3, 1, 64, 64, dtype=torch.bool)
@@ -460,13 +460,31 @@ def test_keep_observed_takes_observed_pixels_and_generates_only_the_missing(prio
     cfg = FAST.replace(fill=True)
     a = solve(prior.G, prior.D, y, cfg, generator=torch.Generator().manual_seed(0))
     b = solve(prior.G, prior.D, y, cfg.replace(keep_observed=True), generator=torch.Generator().manual_seed(0))
-    from mimic.engine import fill_mask
+    from mimic.engine import blend_observed, fill_mask
 
     k = fill_mask(y)[0, :2] > 0  # (2, 3, 64, 64) the engine's observed pixels: the band is detected as missing
     assert not k[:, :, 20:40].any() and k.float().mean() > 0.6
     assert torch.equal(b.x[0, :2][k], y[0, :2][k])  # observed pixels as they are
-    assert torch.equal(b.x[0, :2][~k], a.x[0, :2][~k])  # missing ones from the same G(z)
     assert torch.equal(b.x[0, 2], a.x[0, 2])  # no fill found: nothing pasted
+    # missing ones: the same G(z), blended into the observed pixels
+    assert not torch.equal(b.x[0, :2][~k], a.x[0, :2][~k])
+    assert torch.allclose(b.x[0, :2], blend_observed(a.x[0, :2], y[0, :2], k.float()), atol=1e-6)
     assert not torch.equal(a.x[0, :2][k], y[0, :2][k])
     with pytest.raises(ValueError, match="keep_observed needs fill"):
         solve(prior.G, prior.D, y, FAST.replace(keep_observed=True))
+
+
+def test_blend_observed_is_the_harmonic_fill_of_the_residual():
+    """blend_observed: observed pixels kept; a missing pixel gets x plus the average of its neighbours' residuals, so
+    an x that is off by a constant in a hole is corrected exactly, and a hole in a linear ramp is filled exactly."""
+    from mimic.engine import blend_observed
+
+    ramp = torch.linspace(-0.8, 0.8, 32).view(1, 1, 1, 32).expand(2, 3, 32, 32).contiguous()  # (2, 3, 32, 32)
+    obs = torch.ones_like(ramp)
+    obs[:, :, 10:22, 8:20] = 0
+    y = ramp * obs
+    out = blend_observed(ramp + 0.3, y, obs)  # x right up to a constant offset
+    assert torch.equal(out[obs > 0], y[obs > 0])
+    assert (out - ramp).abs().max() < 1e-3
+    out0 = blend_observed(torch.zeros_like(ramp), y, obs, iters=2000)  # no x at all: the hole is interpolated
+    assert (out0 - ramp).abs().max() < 1e-2

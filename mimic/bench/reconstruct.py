@@ -133,8 +133,9 @@ def dip(y: torch.Tensor, keep: torch.Tensor | None, *, steps: int = 1500, lr: fl
 
 
 def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), n: int = 200, device="auto",
-                      seed: int = 0, methods=("mimic", "mimic_keep", "pgd", "pgd_fill", "tv", "biharmonic", "dip"), data=None,
-                      quick: bool = False, dip_steps: int = 1500, dip_n: int | None = None, overrides: dict | None = None, log=print) -> dict:
+                      seed: int = 0, methods=("mimic", "mimic_keep", "pgd", "pgd_fill", "tv", "biharmonic", "dip"),
+                      data=None, quick: bool = False, dip_steps: int = 1500, dip_n: int | None = None,
+                      overrides: dict | None = None, log=print) -> dict:
     """Run the benchmark; writes ``OUT/reconstruct.json`` and ``OUT/reconstruct.md``."""
     from ..priors.report import heldout_images
 

@@ -71,7 +71,8 @@ def schedule_options(fn):
 
 
 def _pop_overrides(kw) -> dict:
-    keys = ("T", "T1", "T2", "warm_steps", "restarts", "lr_g", "lr_s", "surrogate", "obs_norm", "fill", "keep_observed", "clip")
+    keys = ("T", "T1", "T2", "warm_steps", "restarts", "lr_g", "lr_s", "surrogate", "obs_norm", "fill", "keep_observed",
+            "clip")
     vals = {k: kw.pop(k, None) for k in keys}
     return {k: v for k, v in vals.items() if v is not None}
 
