@@ -452,6 +452,8 @@ def test_clip_makes_every_fit_to_y_one_sided():
 def test_keep_observed_takes_observed_pixels_and_generates_only_the_missing(prior):
     """keep_observed: the output is y where an observation with detected fill is observed, G(z) blended into it
     elsewhere; an observation with no fill (nothing known to be missing) is G(z) everywhere."""
+    from mimic.engine import blend_observed, fill_mask
+
     g = torch.Generator().manual_seed(11)
     x = _prior_images(prior, 3, g)  # (1, 3, 3, 64, 64)
     keep = torch.ones(1, 3, 1, 64, 64, dtype=torch.bool)
@@ -460,8 +462,6 @@ def test_keep_observed_takes_observed_pixels_and_generates_only_the_missing(prio
     cfg = FAST.replace(fill=True)
     a = solve(prior.G, prior.D, y, cfg, generator=torch.Generator().manual_seed(0))
     b = solve(prior.G, prior.D, y, cfg.replace(keep_observed=True), generator=torch.Generator().manual_seed(0))
-    from mimic.engine import blend_observed, fill_mask
-
     k = fill_mask(y)[0, :2] > 0  # (2, 3, 64, 64) the engine's observed pixels: the band is detected as missing
     assert not k[:, :, 20:40].any() and k.float().mean() > 0.6
     assert torch.equal(b.x[0, :2][k], y[0, :2][k])  # observed pixels as they are
