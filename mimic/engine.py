@@ -505,6 +505,9 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
     # robust weights change (not on every latent step)
     keep_w = fill_w
 
+    def with_fill(w):  # robust weights (S, 1|B, C_obs, H, W) x the detected fill mask
+        return w if fill_w is None else fill_w * w
+
     def obs(yy, fx, weighted=True):  # L_obs per image (S, B), weighted by the detected fill mask (always), the known
         e = penalty(_one_sided(yy - fx, clip_s))  # mask (oracle) and the robust weights (unless weighted=False)
         w = keep_w if weighted else fill_w
@@ -571,7 +574,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
     if use_robust:
         with torch.no_grad():
             robust_w = group_robust_weights(y, f(gen(z)), valid, cfg, clip_s)
-            keep_w = robust_w if fill_w is None else fill_w * robust_w
+            keep_w = with_fill(robust_w)
             if cfg.robust_restart:
                 z0s = z0.repeat(K, 1, 1)[idx] if K > 1 else z0
                 z.copy_(z0s)
@@ -601,7 +604,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             with torch.no_grad():
                 w_new = group_robust_weights(y, f(x.detach()), valid, cfg, clip_s)
                 robust_w = torch.minimum(robust_w, w_new) if cfg.robust_keep and robust_w is not None else w_new
-                keep_w = robust_w if fill_w is None else fill_w * robust_w
+                keep_w = with_fill(robust_w)
         for _ in range(cfg.T2):
             latent_step(cfg.lr_g)
         x, fx, l_obs = evaluate()
