@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tune import val_faces  # noqa: E402
+from tune import parse_variant, val_faces  # noqa: E402
 
 from mimic.api import recover  # noqa: E402
 from mimic.bench.reconstruct import CORRUPTIONS  # noqa: E402
@@ -30,15 +30,17 @@ def main():
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--corruptions", default="patch_band,remove_pixel_0.95,remove_pixel_channel_0.95,convolve_noise")
+    ap.add_argument("--variant", default="", help="MimicConfig overrides, as in tune.py (e.g. 'restarts=2')")
     args = ap.parse_args()
     torch.set_num_threads(2)
     pr = load_prior("celeba64", device="cpu")
     clean = to_tensor(val_faces(args.n, args.offset))  # (n, 3, 64, 64) in [-1, 1]
-    out = {"n": args.n, "offset": args.offset}
+    out = {"n": args.n, "offset": args.offset, "variant": args.variant}
     for cname in args.corruptions.split(","):
         reg, kw = CORRUPTIONS[cname]
         y_u8 = to_uint8(get_corruption(reg, **kw)(clean, generator=torch.Generator().manual_seed(0)))
-        r = recover(y_u8, task=None, method="mimic", prior=pr, device="cpu", seed=0, keep_observed=True)
+        r = recover(y_u8, task=None, method="mimic", prior=pr, device="cpu", seed=0, keep_observed=True,
+                    **parse_variant(args.variant))
         with torch.no_grad():
             gz = pr.G(r.z).reshape(clean.shape)  # (n, nz) -> (n, 3, 64, 64): G(z) before the observed pixels are kept
 

@@ -558,6 +558,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         S = S0
         y, valid, lr_scale = y[idx], valid[idx], lr_scale[idx]
         fill_w = None if fill_w is None else fill_w[idx]
+        keep_w = fill_w  # (S0, B, C_obs, H, W): the winners' masks (the K*S0 candidates' would broadcast wrongly)
         clip_s = None if clip_s is None else clip_s[idx]
         z = z.detach()[idx].clone().requires_grad_(True)
         z_state = z_state[idx].clone()

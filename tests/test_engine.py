@@ -363,6 +363,33 @@ def test_fill_detection_lets_pgd_ignore_removed_pixels(prior):
     assert (a.x - c.x).abs().mean() < 0.05
 
 
+def test_fill_with_candidate_starts_batches_groups_and_restarts(prior):
+    """After the candidate choice the fill mask is the winners': groups batched together give what each gives
+    alone (a mask left at the K candidates' size broke batching and doubled a lone group's L_obs), and restarts
+    run with fill on."""
+    from mimic.engine import fill_mask
+
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        x = prior.G(torch.rand(6, 100, generator=g) * 2 - 1).view(2, 3, 3, 64, 64)
+    x = ((x + 1) * 63.75).round() / 63.75 - 1  # even 8-bit levels only, so the odd level 127 is free for the fill
+    keep = torch.rand(2, 3, 1, 64, 64, generator=g) >= 0.5
+    y = torch.where(keep, x, torch.tensor(127 / 127.5 - 1))  # half the pixels removed
+    k = fill_mask(y)  # (2, 3, 3, 64, 64) 1 at the observed pixels
+    assert k is not None and torch.equal(k > 0, keep.expand_as(k))
+    cfg = FAST.replace(fill=True, lam_I=0.0)
+    both = solve(prior.G, prior.D, y, cfg, generator=torch.Generator().manual_seed(0))
+    one = solve(prior.G, prior.D, y[:1], cfg, generator=torch.Generator().manual_seed(0))
+    assert both.obs_loss.shape == (2, 3) and one.obs_loss.shape == (1, 3)
+    assert _close(one.x[0], both.x[0], rel=5e-2)
+    # L_obs is each image's mean over its observed pixels (not over the K candidates' masks summed)
+    for out, s in ((one, slice(0, 1)), (both, slice(0, 2))):
+        e, w = (out.fx - y[s]).abs(), k[s]
+        assert torch.allclose(out.obs_loss, (e * w).sum(dim=(2, 3, 4)) / w.sum(dim=(2, 3, 4)), rtol=1e-4)
+    many = solve(prior.G, prior.D, y, cfg.replace(restarts=2), generator=torch.Generator().manual_seed(0))
+    assert many.x.shape == both.x.shape and many.obs_loss.shape == (2, 3)
+
+
 def _same_fill_mask(ya, yb):
     from mimic.engine import fill_mask
 
