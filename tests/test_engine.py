@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mimic.engine import MimicConfig, solve
+from mimic.engine import MimicConfig, fill_mask, solve
 from mimic.priors import load_prior
 
 FAST = MimicConfig(warm_steps=4, T=2, T1=3, T2=3, lam_adv=1e-4, lam_I=0.1, lr_s=1e-3, lr_g=1e-2)
@@ -308,8 +308,6 @@ def _smooth_images(n, c=3, size=64, seed=0):
 
 
 def test_fill_mask_finds_constant_fills_and_nothing_else():
-    from mimic.engine import fill_mask
-
     x = _smooth_images(6)
     assert fill_mask(x) is None  # natural images: no spike
     assert fill_mask(x.clamp(max=0.3)) is None  # clipping piles pixels at the maximum: not a fill
@@ -367,8 +365,6 @@ def test_fill_with_candidate_starts_batches_groups_and_restarts(prior):
     """After the candidate choice the fill mask is the winners': groups batched together give what each gives
     alone (a mask left at the K candidates' size broke batching and doubled a lone group's L_obs), and restarts
     run with fill on."""
-    from mimic.engine import fill_mask
-
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
         x = prior.G(torch.rand(6, 100, generator=g) * 2 - 1).view(2, 3, 3, 64, 64)
@@ -391,8 +387,6 @@ def test_fill_with_candidate_starts_batches_groups_and_restarts(prior):
 
 
 def _same_fill_mask(ya, yb):
-    from mimic.engine import fill_mask
-
     ma, mb = fill_mask(ya), fill_mask(yb)
     return ma is not None and mb is not None and torch.equal(ma, mb)
 
