@@ -501,12 +501,15 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
     fill_w = fill_mask(y) if cfg.fill else None  # (S, B, C_obs, H, W) 0 at detected fill pixels, or None
     clip_s = clip_sign(y) if cfg.clip else None  # (S, B, C_obs, H, W) +1 / -1 at pixels clipped from above / below
 
-    # weights of the fit to y (L_obs and L_I's |y - G(z)|): detected fill x robust weights, rebuilt only where the
-    # robust weights change (not on every latent step)
-    keep_w = fill_w
+    # weights of the fit to y (L_obs and L_I's |y - G(z)|): detected fill x robust weights, derived here only and
+    # rebuilt whenever either changes (the candidate choice, new robust weights), not on every latent step
+    keep_w = None
 
-    def with_fill(w):  # robust weights (S, 1|B, C_obs, H, W) x the detected fill mask
-        return w if fill_w is None else fill_w * w
+    def refit_weights():
+        nonlocal keep_w
+        keep_w = fill_w if robust_w is None else robust_w if fill_w is None else fill_w * robust_w
+
+    refit_weights()
 
     def obs(yy, fx, weighted=True):  # L_obs per image (S, B), weighted by the detected fill mask (always), the known
         e = penalty(_one_sided(yy - fx, clip_s))  # mask (oracle) and the robust weights (unless weighted=False)
@@ -558,7 +561,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         S = S0
         y, valid, lr_scale = y[idx], valid[idx], lr_scale[idx]
         fill_w = None if fill_w is None else fill_w[idx]
-        keep_w = fill_w  # (S0, B, C_obs, H, W): the winners' masks (the K*S0 candidates' would broadcast wrongly)
+        refit_weights()  # the winners' masks (S0, B, C_obs, H, W), not the K*S0 candidates'
         clip_s = None if clip_s is None else clip_s[idx]
         z = z.detach()[idx].clone().requires_grad_(True)
         z_state = z_state[idx].clone()
@@ -575,7 +578,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
     if use_robust:
         with torch.no_grad():
             robust_w = group_robust_weights(y, f(gen(z)), valid, cfg, clip_s)
-            keep_w = with_fill(robust_w)
+            refit_weights()
             if cfg.robust_restart:
                 z0s = z0.repeat(K, 1, 1)[idx] if K > 1 else z0
                 z.copy_(z0s)
@@ -605,7 +608,7 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             with torch.no_grad():
                 w_new = group_robust_weights(y, f(x.detach()), valid, cfg, clip_s)
                 robust_w = torch.minimum(robust_w, w_new) if cfg.robust_keep and robust_w is not None else w_new
-                keep_w = with_fill(robust_w)
+                refit_weights()
         for _ in range(cfg.T2):
             latent_step(cfg.lr_g)
         x, fx, l_obs = evaluate()
