@@ -56,6 +56,8 @@ def test_bench_reconstruct_quick(tmp_path, tiny_prior_dir):
     # keeping the observed pixels (exact outside the band) helps where fill is found, and is a no-op where none is
     assert mse["patch_band", "mimic_keep"] < mse["patch_band", "mimic"]
     assert mse["convolve_noise", "mimic_keep"] == mse["convolve_noise", "mimic"]
+    assert mse["patch_band", "pgd_keep"] < mse["patch_band", "pgd_fill"]
+    assert mse["convolve_noise", "pgd_keep"] == mse["convolve_noise", "pgd_fill"]
 
 
 def test_biharmonic_fills_holes_better_than_zeros():

@@ -3,7 +3,8 @@
 Corruptions: remove_pixel (p = 0.9, 0.95), remove_pixel_channel (p = 0.95), convolve_noise
 (l = 3, sigma = 0.15), patch_band (h = 20). Methods: MimicGAN (task-agnostic preset, which leaves
 detected fill pixels out of the fit; and ``mimic_keep``, whose output keeps the observed pixels of an
-observation with detected fill, inpainting's data consistency), PGD (plain), PGD with the same fill detection,
+observation with detected fill, inpainting's data consistency), PGD (plain), PGD with the same fill detection
+(and ``pgd_keep``, its output keeping the observed pixels as ``mimic_keep``'s does),
 total-variation denoising (Chambolle, scikit-image; the noise task), biharmonic inpainting
 (scikit-image; given the mask), Deep Image Prior (an untrained conv net fitted to the one
 observation; masked loss when the mask is known). MSE on [-1, 1] (as Pajot et al.'s Table 1)
@@ -133,7 +134,8 @@ def dip(y: torch.Tensor, keep: torch.Tensor | None, *, steps: int = 1500, lr: fl
 
 
 def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), n: int = 200, device="auto",
-                      seed: int = 0, methods=("mimic", "mimic_keep", "pgd", "pgd_fill", "tv", "biharmonic", "dip"),
+                      seed: int = 0, methods=("mimic", "mimic_keep", "pgd", "pgd_fill", "pgd_keep", "tv", "biharmonic",
+                                                         "dip"),
                       data=None, quick: bool = False, dip_steps: int = 1500, dip_n: int | None = None,
                       overrides: dict | None = None, log=print) -> dict:
     """Run the benchmark; writes ``OUT/reconstruct.json`` and ``OUT/reconstruct.md``."""
@@ -178,12 +180,13 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
             if m == "biharmonic" and keep is None:
                 continue
             t0 = time.perf_counter()
-            if m in ("mimic", "mimic_keep", "pgd", "pgd_fill"):
+            if m in ("mimic", "mimic_keep", "pgd", "pgd_fill", "pgd_keep"):
                 # pgd: plain GAN inversion (every pixel fitted); pgd_fill: PGD with the blind preset's fill
                 # detection, which MimicGAN also uses: the two rows separate the detection from the surrogate;
-                # mimic_keep: MimicGAN whose output keeps the observed (not fill) pixels of an observation with fill
+                # mimic_keep: MimicGAN whose output keeps the observed (not fill) pixels of an observation with fill;
+                # pgd_keep: the same for pgd_fill (separates what keeping gains from what the surrogate adds to it)
                 ov = {"fill": False, **overrides} if m == "pgd" else overrides
-                ov = {"keep_observed": True, **ov} if m == "mimic_keep" else ov
+                ov = {"keep_observed": True, **ov} if m in ("mimic_keep", "pgd_keep") else ov
                 rec = recover(y_u8, task=None, method="pgd" if m.startswith("pgd") else "mimic", prior=pr,
                               device=dev, seed=seed, **ov).images
             elif m == "tv":
