@@ -134,8 +134,8 @@ def dip(y: torch.Tensor, keep: torch.Tensor | None, *, steps: int = 1500, lr: fl
 
 
 def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), n: int = 200, device="auto",
-                      seed: int = 0, methods=("mimic", "mimic_keep", "pgd", "pgd_fill", "pgd_keep", "tv", "biharmonic",
-                                                         "dip"),
+                      seed: int = 0,
+                      methods=("mimic", "mimic_keep", "pgd", "pgd_fill", "pgd_keep", "tv", "biharmonic", "dip"),
                       data=None, quick: bool = False, dip_steps: int = 1500, dip_n: int | None = None,
                       overrides: dict | None = None, log=print) -> dict:
     """Run the benchmark; writes ``OUT/reconstruct.json`` and ``OUT/reconstruct.md``."""
