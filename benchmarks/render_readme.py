@@ -8,6 +8,7 @@ Sections are delimited by <!-- BEGIN:name --> ... <!-- END:name -->:
 - speed: benchmarks/results/speed/speed.json (from `mimic bench speed`)
 - fmnist: pretrained/fmnist28/card.json and pretrained/fmnist_classifier/card.json
 - classify, defense, reconstruct: benchmarks/results/<bench>/<bench>.md (+ json)
+- shifted: benchmarks/results/shifted/shifted.md (+ json; from `python benchmarks/shifted.py`)
 """
 import json
 import re
@@ -110,13 +111,23 @@ def _bench_section(name: str, figures=()) -> str:
     return head + "\n\n" + (p / f"{name}.md").read_text() + figs
 
 
+def shifted_section() -> str:
+    p = ROOT / "benchmarks" / "results" / "shifted"
+    res = json.loads((p / "shifted.json").read_text())
+    meta, rows = res["meta"], res["results"]
+    mins = sum(r.get("seconds", 0) for r in rows) / 60
+    head = (f"{meta['faces']} ({meta['device']}, torch {meta['torch']}, {mins:.0f} min of compute summed); "
+            "PSNR in dB, gain over PGD with its paired 95% interval.")
+    return head + "\n\n" + (p / "shifted.md").read_text()
+
+
 def main():
     readme = (ROOT / "README.md").read_text()
     sections = (("prior", prior_section), ("blind", blind_section), ("speed", speed_section), ("fmnist", fmnist_section),
                 ("classify", lambda: _bench_section("classify", ["classify.png", "classify_binarize.png",
                                                                   "classify_drop_pixels.png", "classify_blur_negative.png"])),
                 ("defense", lambda: _bench_section("defense", ["defense_universal.png", "defense_fgsm.png"])),
-                ("reconstruct", lambda: _bench_section("reconstruct")))
+                ("reconstruct", lambda: _bench_section("reconstruct")), ("shifted", shifted_section))
     for name, fn in sections:
         pat = re.compile(rf"(<!-- BEGIN:{name} -->\n)(?:.*?\n)?(<!-- END:{name} -->)", re.S)
         if pat.search(readme):
