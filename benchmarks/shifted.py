@@ -62,6 +62,8 @@ def main():
     torch.set_num_threads(args.threads)
     tasks = set(args.tasks.split(",")) if args.tasks else None
     methods = args.methods.split(",")
+    if set(methods) - set(METHODS):
+        ap.error(f"unknown method(s) {sorted(set(methods) - set(METHODS))}; valid: {', '.join(METHODS)}")
     clean_u8 = val_faces(args.n, args.offset)
     clean = to_tensor(clean_u8)
     out = Path(args.out) if args.out else None
@@ -81,7 +83,7 @@ def main():
                 r = recover(y_u8, task=task, method="pgd", prior=args.prior, device=args.device)
             elif m == "mimic":
                 r = recover(y_u8, task=task, method="mimic", prior=args.prior, device=args.device)
-            else:  # the task-agnostic preset: no task named
+            else:  # blind: the task-agnostic preset, no task named
                 r = recover(y_u8, task=None, method="mimic", prior=args.prior, device=args.device)
             per[m], secs[m] = psnr(r.images, clean_u8), time.time() - t0
         lab = label(task, kw)
