@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mimic.api import recover
-from mimic.corruptions import get_corruption
-from mimic.io import to_tensor, to_uint8
-from mimic.metrics import mean_ci95, psnr
-from mimic.tasks import get_task
+sys.path.insert(0, str(Path(__file__).parent))
+from tune import val_faces  # noqa: E402
 
-from tune import val_faces
+from mimic.api import recover  # noqa: E402
+from mimic.corruptions import get_corruption  # noqa: E402
+from mimic.io import to_tensor, to_uint8  # noqa: E402
+from mimic.metrics import mean_ci95, psnr  # noqa: E402
+from mimic.tasks import get_task  # noqa: E402
 
 # (task, corruption settings): the tuned setting first, then two others per task
 SETTINGS = [
@@ -79,12 +81,9 @@ def main():
         secs = {}
         for m in methods:
             t0 = time.time()
-            if m == "pgd":
-                r = recover(y_u8, task=task, method="pgd", prior=args.prior, device=args.device)
-            elif m == "mimic":
-                r = recover(y_u8, task=task, method="mimic", prior=args.prior, device=args.device)
-            else:  # blind: the task-agnostic preset, no task named
-                r = recover(y_u8, task=None, method="mimic", prior=args.prior, device=args.device)
+            # pgd and mimic: the task's preset; blind: the task-agnostic preset (no task named)
+            r = recover(y_u8, task=None if m == "blind" else task, method="pgd" if m == "pgd" else "mimic",
+                        prior=args.prior, device=args.device)
             per[m], secs[m] = psnr(r.images, clean_u8), time.time() - t0
         lab = label(task, kw)
         rows = [r for r in rows if r["setting"] != lab or r["method"] not in per]
