@@ -49,10 +49,11 @@ def main():
     ap.add_argument("--pgd", default="")
     ap.add_argument("--no-pgd", action="store_true")
     ap.add_argument("--oracle", action="store_true", help="also PGD through the true corruption (bench blind's oracle)")
+    ap.add_argument("--seed", type=int, default=123, help="draws the validation images (123: items 19, 20)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    xu8, labels = val_images(args.n)
+    xu8, labels = val_images(args.n, seed=args.seed)
     clean = to_tensor(xu8)
     clf = load_classifier()
     for task in args.task:
