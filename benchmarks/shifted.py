@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tune import val_faces  # noqa: E402
+from tune import parse_variant, val_faces  # noqa: E402
 
 from mimic.api import recover  # noqa: E402
 from mimic.corruptions import get_corruption  # noqa: E402
@@ -57,6 +57,8 @@ def main():
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--which", choices=("all", "shifted", "tuned"), default="all",
                     help="the settings to run: all, only the shifted ones, or only the tuned ones (the reference)")
+    ap.add_argument("--blind-variant", default="", help="MimicConfig overrides for the blind preset, like tune.py's "
+                    "--variant (e.g. 'robust=1.5'); for trying a change, not for the committed results")
     ap.add_argument("--out", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
@@ -66,6 +68,9 @@ def main():
     methods = args.methods.split(",")
     if set(methods) - set(METHODS):
         ap.error(f"unknown method(s) {sorted(set(methods) - set(METHODS))}; valid: {', '.join(METHODS)}")
+    blind_kw = parse_variant(args.blind_variant)
+    if blind_kw and args.out:
+        ap.error("--blind-variant is for trying a change; the results in --out are the presets' own")
     clean_u8 = val_faces(args.n, args.offset)
     clean = to_tensor(clean_u8)
     out = Path(args.out) if args.out else None
@@ -83,7 +88,7 @@ def main():
             t0 = time.time()
             # pgd and mimic: the task's preset; blind: the task-agnostic preset (no task named)
             r = recover(y_u8, task=None if m == "blind" else task, method="pgd" if m == "pgd" else "mimic",
-                        prior=args.prior, device=args.device)
+                        prior=args.prior, device=args.device, **(blind_kw if m == "blind" else {}))
             per[m], secs[m] = psnr(r.images, clean_u8), time.time() - t0
         lab = label(task, kw)
         rows = [r for r in rows if r["setting"] != lab or r["method"] not in per]
