@@ -44,7 +44,8 @@ def main():
     ap.add_argument("--variant", action="append", default=[])
     ap.add_argument("--pgd", action="append", default=[], help="PGD variant(s), like --variant (default: the preset)")
     ap.add_argument("--no-pgd", action="store_true")
-    ap.add_argument("--preset", default=None, help="recover the variants with this preset (e.g. blind) instead of the task's")
+    ap.add_argument("--preset", default=None,
+                    help="recover the variants with this preset (e.g. blind) instead of the task's (PGD keeps the task's)")
     ap.add_argument("--oracle", action="store_true", help="also PGD through the true corruption (bench blind's oracle)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gpc", type=int, default=None, help="groups per engine call (default: 1 on CPU, all on CUDA)")
@@ -80,8 +81,8 @@ def main():
             res["oracle"], res["oracle_s"] = float(psnr(rec, clean_u8).mean()), time.time() - t0
         for v in args.variant or [""]:
             t0 = time.time()
-            r = recover(y_u8, task=args.preset or task, method="mimic", prior=args.prior, device=args.device, groups_per_call=args.gpc,
-                        **parse_variant(v))
+            r = recover(y_u8, task=args.preset or task, method="mimic", prior=args.prior, device=args.device,
+                        groups_per_call=args.gpc, **parse_variant(v))
             res[f"mimic[{v}]"] = float(psnr(r.images, clean_u8).mean())
             res[f"mimic[{v}]_s"] = time.time() - t0
             res[f"mimic[{v}]_obs"] = float(r.obs_loss.mean())
