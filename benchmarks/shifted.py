@@ -28,7 +28,7 @@ from tune import parse_variant, val_faces  # noqa: E402
 
 from mimic.api import recover  # noqa: E402
 from mimic.corruptions import get_corruption  # noqa: E402
-from mimic.io import to_tensor, to_uint8  # noqa: E402
+from mimic.io import save_json, save_text, to_tensor, to_uint8  # noqa: E402
 from mimic.metrics import mean_ci95, psnr  # noqa: E402
 from mimic.tasks import get_task  # noqa: E402
 
@@ -130,14 +130,9 @@ def faces_label(args) -> str:
 
 
 def write(out: Path, rows: list[dict], args) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"faces": faces_label(args), "prior": args.prior,
-            "device": args.device, "torch": torch.__version__}
-    for name, text in (("shifted.json", json.dumps({"meta": meta, "results": rows}, indent=1)),
-                       ("shifted.md", table(rows) + "\n")):
-        tmp = out / (name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(out / name)
+    meta = {"faces": faces_label(args), "prior": args.prior, "device": args.device, "torch": torch.__version__}
+    save_json(out / "shifted.json", {"meta": meta, "results": rows})  # atomic, like every bench's results
+    save_text(out / "shifted.md", table(rows) + "\n")
 
 
 if __name__ == "__main__":
