@@ -71,11 +71,9 @@ TASKS: dict[str, Task] = {
         Task("adversarial", None, _FMNIST,
              "test-time defense: clean adversarially perturbed Fashion-MNIST images", prior="fmnist28"),
         # blind: fill detection on (docs/TUNING.md 15): pixels set to one constant are left out of the fit; clip
-        # detection on (16): pixels piled up at an observation's own max (min) level only bound the fit; robust
-        # weights 1.5 (30): +0.29 / +0.36 dB mean over the six tasks on two sets of 50 validation faces (+0.9 to
-        # +1.3 on occlusion and inpainting, -0.5 on gray_blur)
+        # detection on (16): pixels piled up at an observation's own max (min) level only bound the fit
         Task("blind", None, DEFAULT_CONFIG.replace(lam_I=5e-2, lam_adv=1e-4, lr_s=2e-3, lr_g=2e-3, fill=True,
-                                                   clip=True, robust=1.5),
+                                                   clip=True),
              "one task-agnostic setting for an unknown corruption"),
     ]
 }
