@@ -92,12 +92,16 @@ def main():
             per[m], secs[m] = psnr(r.images, clean_u8), time.time() - t0
         lab = label(task, kw)
         rows = [r for r in rows if r["setting"] != lab or r["method"] not in per]
+        # the gains are paired with PGD's per-image PSNR: this run's, or a kept row's (a re-run of some methods)
+        pgd = per.get("pgd")
+        if pgd is None:
+            pgd = next((np.asarray(r["psnr"]) for r in rows if r["setting"] == lab and r["method"] == "pgd"), None)
         for m, p in per.items():
             pm, pci = mean_ci95(p)
             row = {"task": task, "setting": lab, "corruption": corr.params(), "method": m, "n": len(p),
                    "psnr_mean": pm, "psnr_ci95": pci, "psnr": [float(v) for v in p], "seconds": secs.get(m, 0.0)}
-            if m != "pgd" and m != "observed" and "pgd" in per:
-                row["gain_over_pgd_db"], row["gain_ci95"] = mean_ci95(p - per["pgd"])
+            if m != "pgd" and m != "observed" and pgd is not None:
+                row["gain_over_pgd_db"], row["gain_ci95"] = mean_ci95(p - pgd)
             rows.append(row)
         print(f"{lab:45s} " + "  ".join(f"{m} {float(np.mean(p)):6.2f}" for m, p in per.items()), flush=True)
         if out:
