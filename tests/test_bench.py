@@ -1,3 +1,4 @@
+import io
 import json
 from pathlib import Path
 
@@ -58,6 +59,30 @@ def test_bench_reconstruct_quick(tmp_path, tiny_prior_dir):
     assert mse["convolve_noise", "mimic_keep"] == mse["convolve_noise", "mimic"]
     assert mse["patch_band", "pgd_keep"] < mse["patch_band", "pgd_fill"]
     assert mse["convolve_noise", "pgd_keep"] == mse["convolve_noise", "pgd_fill"]
+    # a re-run of one method keeps the other methods' rows, per-image figures and figure rows
+    first = json.loads((tmp_path / "reconstruct.json").read_text())
+    figs = {c: (tmp_path / f["file"]).read_bytes() for c, f in first["figures"].items()}
+    (tmp_path / "figures" / "patch_band.png").unlink()  # kept rows missing from the figure: the re-run still writes one
+    r = CliRunner().invoke(cli, ["bench", "reconstruct", "--quick", "--out", str(tmp_path), "--prior", str(tiny_prior_dir),
+                                 "--data", str(EXAMPLES / "clean"), "--n", "2", "--device", "cpu", "--methods", "mimic"])
+    assert r.exit_code == 0, r.output
+    again = json.loads((tmp_path / "reconstruct.json").read_text())
+    strip = lambda rows: [{k: v for k, v in x.items() if k != "seconds"} for x in rows]  # noqa: E731
+    assert strip(again["results"]) == strip(first["results"])  # same order; mimic recomputed bit-identically (CPU)
+    assert again["per_image"] == first["per_image"]
+    # the kept rows cut from the earlier figure and mimic's row redrawn: the same figure, byte for byte
+    assert (tmp_path / "figures" / "remove_pixel_0.9.png").read_bytes() == figs["remove_pixel_0.9"]
+    assert again["figures"]["remove_pixel_0.9"] == first["figures"]["remove_pixel_0.9"]
+    assert again["figures"]["patch_band"]["rows"] == ["observed", "mimic", "clean"]
+    from mimic.io import read_image
+    h_old = read_image(io.BytesIO(figs["patch_band"])).shape[0]
+    assert (read_image(tmp_path / "figures" / "patch_band.png").shape[0] - 2) * 9 == (h_old - 2) * 3
+    # other settings: nothing is kept
+    r = CliRunner().invoke(cli, ["bench", "reconstruct", "--quick", "--out", str(tmp_path), "--prior", str(tiny_prior_dir),
+                                 "--data", str(EXAMPLES / "clean"), "--n", "2", "--device", "cpu", "--methods", "mimic",
+                                 "--seed", "1"])
+    assert r.exit_code == 0, r.output
+    assert {x["method"] for x in json.loads((tmp_path / "reconstruct.json").read_text())["results"]} == {"mimic"}
 
 
 def test_biharmonic_fills_holes_better_than_zeros():

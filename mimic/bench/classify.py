@@ -9,7 +9,6 @@ accuracy (percent, with a 95% Wilson interval).
 from __future__ import annotations
 
 import io
-import json
 import platform
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .report_utils import config_json, method_overrides, pyplot, save_figure
+from .report_utils import config_json, earlier_run, method_overrides, pyplot, save_figure
 from ..api import recover, resolve_device
 from ..corruptions import get_corruption
 from ..data import default_data_root, load_fmnist
@@ -165,16 +164,10 @@ def _method_order(m: str) -> tuple:
 
 def _earlier(out: Path, same: dict) -> tuple[dict, dict, dict]:
     """Rows, per-image predictions and sample images of an earlier run in ``out`` with the same settings."""
-    prev = out / "classify.json"
-    if not prev.exists():
+    old = earlier_run(out / "classify.json", same)
+    if old is None:
         return {}, {}, {}
     try:
-        old = json.loads(prev.read_text())
-        st = old["settings"]
-        if any(st.get(k) != v for k, v in same.items()):
-            return {}, {}, {}
-        for r in old["results"]:  # rows of runs before rows recorded their device: the run's device
-            r.setdefault("device", st["device"])
         smp = {}
         if (out / "classify_samples.npz").exists():
             with np.load(out / "classify_samples.npz") as f:

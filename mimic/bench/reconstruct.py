@@ -23,12 +23,15 @@ from torch import nn
 from .. import __version__
 from ..api import recover, resolve_device
 from ..corruptions import get_corruption
-from ..io import make_grid, save_json, save_png, save_text, to_tensor, to_uint8
+from ..io import make_grid, read_image, save_json, save_png, save_text, to_tensor, to_uint8
 from ..metrics import mean_ci95, psnr, ssim
 from ..priors import load_prior
+from .report_utils import earlier_run
 
 __all__ = ["bench_reconstruct", "markdown_table", "CORRUPTIONS", "PAJOT_MSE", "dip", "tv_denoise", "biharmonic"]
 
+# every method, in the order of the table and the figures
+METHODS = ("mimic", "mimic_keep", "pgd", "pgd_fill", "pgd_keep", "tv", "biharmonic", "dip")
 # name -> (registered corruption, settings)
 CORRUPTIONS = {
     "remove_pixel_0.9": ("remove_pixel", {"p": 0.9}),
@@ -134,11 +137,16 @@ def dip(y: torch.Tensor, keep: torch.Tensor | None, *, steps: int = 1500, lr: fl
 
 
 def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), n: int = 200, device="auto",
-                      seed: int = 0,
-                      methods=("mimic", "mimic_keep", "pgd", "pgd_fill", "pgd_keep", "tv", "biharmonic", "dip"),
-                      data=None, quick: bool = False, dip_steps: int = 1500, dip_n: int | None = None,
-                      overrides: dict | None = None, log=print) -> dict:
-    """Run the benchmark; writes ``OUT/reconstruct.json`` and ``OUT/reconstruct.md``."""
+                      seed: int = 0, methods=METHODS, data=None, quick: bool = False, dip_steps: int = 1500,
+                      dip_n: int | None = None, overrides: dict | None = None, log=print) -> dict:
+    """Run the benchmark; writes ``OUT/reconstruct.json`` and ``OUT/reconstruct.md``.
+
+    A run into a folder that already holds ``reconstruct.json`` from the same settings (faces, seed, prior,
+    overrides, DIP schedule) keeps that run's rows of the methods it does not repeat (their per-image figures
+    too, and their rows of the figures, cut from the earlier figure), so a change that touches some methods
+    (a preset) re-runs only those: ``--methods mimic,mimic_keep``. ``seconds`` then adds the kept rows' seconds
+    to this run's.
+    """
     from ..priors.report import heldout_images
 
     out = Path(out)
@@ -152,16 +160,16 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
     clean_u8, source = heldout_images(pr, n, data=data, which="test")
     clean = to_tensor(clean_u8)
     rows, per_image, figures = [], {}, {}
+    settings = {"prior": pr.name, "prior_sha256": pr.sha256, "faces": source, "n": len(clean_u8), "seed": seed,
+                "device": str(dev), "overrides": overrides, "dip_steps": dip_steps, "dip_n": dip_n, "quick": quick}
+    old_rows, old_per_image, old_figures = _earlier_run(out, settings)
+    kept_seconds = sum(r["seconds"] for (c, m), r in old_rows.items() if c in corruptions and m not in methods)
     t_all = time.perf_counter()
 
     def save():  # after every corruption: an interrupted run keeps its rows
-        result = {"bench": "reconstruct", "results": rows,
-                  "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "faces": source, "n": len(clean_u8),
-                               "seed": seed, "device": str(dev), "overrides": overrides, "dip_steps": dip_steps,
-                               "dip_n": dip_n, "quick": quick},
-                  "figures": figures,
+        result = {"bench": "reconstruct", "results": rows, "settings": settings, "figures": figures,
                   "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
-                  "seconds": time.perf_counter() - t_all, "per_image": per_image}
+                  "seconds": time.perf_counter() - t_all + kept_seconds, "per_image": per_image}
         save_json(out / "reconstruct.json", result)
         save_text(out / "reconstruct.md", markdown_table(rows))
         return result
@@ -174,7 +182,16 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
         y_u8 = to_uint8(y)
         keep_np = None if keep is None else keep.expand_as(y).permute(0, 2, 3, 1).numpy() > 0.5
         per_image[cname], recs = {}, {}
-        for m in methods:
+        old_grid = _figure_rows(out, old_figures.get(cname))  # method -> its row of the earlier figure
+        # the requested methods and the earlier run's other ones, in the bench's method order
+        for m in sorted(set(methods) | {om for (c, om) in old_rows if c == cname},
+                        key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS)):
+            if m not in methods:  # kept from the earlier run
+                rows.append(old_rows[cname, m])
+                per_image[cname][m] = old_per_image[cname][m]
+                if m in old_grid:
+                    recs[m] = old_grid[m]
+                continue
             if m == "tv" and reg != "convolve_noise":
                 continue
             if m == "biharmonic" and keep is None:
@@ -207,6 +224,7 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
             for k, v in (("mse", mse_pm1), ("psnr", p), ("ssim", s)):
                 row[f"{k}_mean"], row[f"{k}_ci95"] = mean_ci95(v)
             row["seconds"] = secs
+            row["device"] = str(dev)
             if cname in PAJOT_MSE:
                 row["pajot_unsupervised_mse"] = PAJOT_MSE[cname]
             rows.append(row)
@@ -220,6 +238,30 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
         figures[cname] = {"file": f"figures/{cname}.png", "rows": ["observed", *recs, "clean"]}
         result = save()
     return result
+
+
+def _earlier_run(out: Path, settings: dict) -> tuple[dict, dict, dict]:
+    """Rows ``{(corruption, method): row}``, per-image figures and figure entries of ``out/reconstruct.json`` if it
+    was written with the same settings (the device aside), else empty."""
+    old = earlier_run(out / "reconstruct.json", {k: v for k, v in settings.items() if k != "device"})
+    if old is None or "per_image" not in old:
+        return {}, {}, {}
+    return {(r["corruption"], r["method"]): r for r in old["results"]}, old["per_image"], old.get("figures", {})
+
+
+def _figure_rows(out: Path, fig: dict | None, pad: int = 2) -> dict:
+    """Method -> (k, H, W, 3) uint8 row of an earlier figure (``make_grid``'s layout, one row per entry of
+    ``fig["rows"]``; the first is the observation, the last the clean faces); empty if there is none."""
+    if not fig or not (out / fig["file"]).exists():
+        return {}
+    grid = read_image(out / fig["file"])  # (rows*(H+pad)+pad, k*(W+pad)+pad, 3)
+    names = fig["rows"]
+    h = (grid.shape[0] - pad) // len(names) - pad
+    k = (grid.shape[1] - pad) // (h + pad)  # square faces
+    w = (grid.shape[1] - pad) // k - pad
+    cell = lambda i, j: grid[pad + i * (h + pad):][:h, pad + j * (w + pad):][:, :w]  # noqa: E731 (row i, column j)
+    return {name: np.stack([cell(i, j) for j in range(k)])
+            for i, name in enumerate(names) if name not in ("observed", "clean")}
 
 
 def markdown_table(rows: list[dict]) -> str:

@@ -13,6 +13,26 @@ def heldout_test_faces(prior, n: int):
     return heldout_images(prior, n, which="test")
 
 
+def earlier_run(path, same: dict) -> dict | None:
+    """The JSON of an earlier bench run at ``path`` if its settings equal ``same`` on every key of ``same``, else
+    None (no file, other settings, or not a bench result). Its rows get the run's device where they lack one."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        old = json.loads(path.read_text())
+        st = old["settings"]
+        if any(st.get(k) != v for k, v in same.items()):
+            return None
+        for r in old["results"]:  # rows of runs before rows recorded their device: the run's device
+            r.setdefault("device", st["device"])
+        return old
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def method_overrides(method: str, overrides: dict) -> tuple[str, dict]:
     """A bench method name (``"pgd"``, ``"mimic"``, or ``"pgd_rK"`` / ``"mimic_rK"`` with K random restarts) ->
     (the recovery method, the overrides to recover with)."""
