@@ -28,7 +28,8 @@ PGD is the same loop with f = identity and lam_I = 0 (``method="pgd"``). With ``
 ``fill_mask`` takes for a constant fill (detected per observation before the loop) are left out of L_obs; with
 ``cfg.clip``, pixels that ``clip_sign`` takes for clipped count only where f(x) is on the wrong side of them;
 with ``cfg.keep_observed`` the output keeps the observation's own values at the pixels that are not fill and
-blends G(z) into them at the missing ones (for corruptions that only remove pixels).
+blends G(z) into them at the missing ones (for corruptions that only remove pixels), and in an observation with
+no fill adds the TV-denoised residual y - G(z) to G(z) (for corruptions that only add noise).
 """
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ import torch.nn.functional as F
 
 from .surrogate import BatchedSurrogate
 
-__all__ = ["MimicConfig", "SolveOutput", "blend_observed", "clip_sign", "fill_mask", "group_robust_weights", "solve",
-           "z_init"]
+__all__ = ["MimicConfig", "SolveOutput", "blend_observed", "clip_sign", "denoise_tv", "fill_mask", "group_robust_weights",
+           "noise_sigma", "solve", "z_init"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,10 @@ class MimicConfig:
     #   ones (``blend_observed``; inpainting's data consistency). Assumes the corruption removed pixels and left the
     #   others as they were: off by default, since an unknown corruption may also have changed the rest; needs as
     #   many observation channels as the prior has
+    keep_tv: float = 0.7  # with ``keep_observed``: an observation with no fill detected (its pixels all observed,
+    #   perhaps noisy) keeps G(z) plus its residual y - G(z) TV-denoised (``denoise_tv``) with weight keep_tv x the
+    #   residual's estimated noise sigma (``noise_sigma``): the detail the prior misses, without the noise
+    #   (docs/TUNING.md 31); 0 leaves such an observation's G(z) as it is
     clip: bool = False  # clipped pixels (a spike at an observation channel's own max or min level, ``clip_sign``) only
     #   bound x: their L_obs penalty is one-sided (f(x) above a level clipped from above costs nothing), so the fit
     #   (surrogate and latent steps) need not reproduce the truncation
@@ -200,6 +205,63 @@ def blend_observed(x: torch.Tensor, y: torch.Tensor, observed: torch.Tensor, *, 
     for _ in range(iters):
         d = torch.where(m, r, F.conv2d(F.pad(d, (1, 1, 1, 1), mode="replicate"), k, groups=c))
     return torch.where(m, y.reshape(r.shape), (x.reshape(r.shape) + d).clamp(-1, 1)).reshape(shape)
+
+
+def noise_sigma(r: torch.Tensor) -> torch.Tensor:
+    """Standard deviation of the white noise in images, estimated per image (Immerkaer 1996).
+
+    The mean absolute response to the 3x3 kernel [[1,-2,1],[-2,4,-2],[1,-2,1]] (which cancels planes and most of
+    a smooth image), scaled by sqrt(pi/2)/6; the channels' estimates are averaged.
+
+    Parameters
+    ----------
+    r : torch.Tensor
+        (N, C, H, W) float, H and W >= 3.
+
+    Returns
+    -------
+    torch.Tensor
+        (N,) float, in the units of ``r``.
+    """
+    c = r.shape[1]
+    k = r.new_tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]]).view(1, 1, 3, 3).repeat(c, 1, 1, 1)
+    return F.conv2d(r, k, groups=c).abs().mean(dim=(1, 2, 3)) * (torch.pi / 2) ** 0.5 / 6
+
+
+def denoise_tv(x: torch.Tensor, weight: torch.Tensor | float, *, iters: int = 200) -> torch.Tensor:
+    """Total-variation denoising of each channel (Chambolle 2004's projection algorithm, as scikit-image's
+    ``denoise_tv_chambolle`` runs it on each channel, with a fixed number of iterations).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        (N, C, H, W) float.
+    weight : torch.Tensor | float
+        (N,) or a scalar >= 0: the denoising weight per image, in the units of ``x`` (larger: smoother); 0 returns
+        the image as it is.
+    iters : int
+        Iterations of the dual projection.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, C, H, W) float.
+    """
+    w = torch.as_tensor(weight, dtype=x.dtype, device=x.device).expand(x.shape[0]).view(-1, 1, 1, 1)
+    if (w < 0).any():
+        raise ValueError("TV weight must be >= 0")
+    inv = torch.where(w > 0, 0.25 / w.clamp(min=1e-12), torch.zeros_like(w))  # tau / weight, tau = 1 / (2 ndim)
+    p = x.new_zeros((2, *x.shape))  # dual field, along H and W
+    out = x
+    for i in range(iters):
+        if i > 0:  # out = x - div p  (the negative divergence of p, borders as scikit-image takes them)
+            d = -(p[0] + p[1])
+            d[..., 1:, :] += p[0][..., :-1, :]
+            d[..., :, 1:] += p[1][..., :, :-1]
+            out = x + d
+        g = torch.stack([F.pad(out.diff(dim=-2), (0, 0, 0, 1)), F.pad(out.diff(dim=-1), (0, 1, 0, 0))])
+        p = (p - 0.25 * g) / (1 + g.square().sum(0).sqrt() * inv)
+    return torch.where(w > 0, out, x)
 
 
 def _per_image_mean(e: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
@@ -492,6 +554,8 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             return operator(x.reshape(S * B, cin, H, W)).reshape(S, B, cobs, H, W)
         return _identity_view(x, cobs, cfg.pgd_one_channel) if pgd else surrogate(x)
 
+    if cfg.keep_tv < 0:
+        raise ValueError(f"keep_tv must be >= 0, got {cfg.keep_tv}")
     if cfg.keep_observed and not cfg.fill:
         raise ValueError("keep_observed needs fill=True (the observed pixels are those not detected as fill)")
     if cfg.obs_norm not in _NORMS:
@@ -615,10 +679,16 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
         if callback is not None:
             callback(t, x, fx, hist)
 
-    if cfg.keep_observed and fill_w is not None and cobs == cin:
-        has_fill = (fill_w == 0).flatten(2).any(2)[..., None, None, None]  # (S, B, 1, 1, 1)
-        # observed pixels as they are; G(z) blended into them where they are missing (images with fill only)
-        x = torch.where(has_fill, blend_observed(x, y, fill_w), x)
+    if cfg.keep_observed and cobs == cin:
+        other = x
+        if cfg.keep_tv > 0:  # images without fill: G(z) plus the denoised residual
+            r = (y - x).reshape(S * B, cin, H, W)  # (S, B, C, H, W) -> (S*B, C, H, W)
+            other = (x + denoise_tv(r, cfg.keep_tv * noise_sigma(r)).reshape(S, B, cin, H, W)).clamp(-1, 1)
+        if fill_w is None:  # no fill in any observation
+            x = other
+        else:  # images with fill: observed pixels as they are, G(z) blended into them where they are missing
+            has_fill = (fill_w == 0).flatten(2).any(2)[..., None, None, None]  # (S, B, 1, 1, 1)
+            x = torch.where(has_fill, blend_observed(x, y, fill_w), other)
     history = {k: torch.stack(v).cpu() for k, v in hist.items()}  # (T+1, S)
     return SolveOutput(x=x.detach(), fx=fx.detach(), z=z.detach(), obs_loss=l_obs.detach(), surrogate=surrogate,
                        history=history, lr_scale=lr_scale.clone(),

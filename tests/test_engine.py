@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -472,7 +473,7 @@ def test_clip_makes_every_fit_to_y_one_sided():
 
 def test_keep_observed_takes_observed_pixels_and_generates_only_the_missing(prior):
     """keep_observed: the output is y where an observation with detected fill is observed, G(z) blended into it
-    elsewhere; an observation with no fill (nothing known to be missing) is G(z) everywhere."""
+    elsewhere; with keep_tv=0 an observation with no fill (nothing known to be missing) is G(z) everywhere."""
     from mimic.engine import blend_observed, fill_mask
 
     g = torch.Generator().manual_seed(11)
@@ -482,7 +483,8 @@ def test_keep_observed_takes_observed_pixels_and_generates_only_the_missing(prio
     y = x * keep
     cfg = FAST.replace(fill=True)
     a = solve(prior.G, prior.D, y, cfg, generator=torch.Generator().manual_seed(0))
-    b = solve(prior.G, prior.D, y, cfg.replace(keep_observed=True), generator=torch.Generator().manual_seed(0))
+    b = solve(prior.G, prior.D, y, cfg.replace(keep_observed=True, keep_tv=0.0),
+              generator=torch.Generator().manual_seed(0))
     k = fill_mask(y)[0, :2] > 0  # (2, 3, 64, 64) the engine's observed pixels: the band is detected as missing
     assert not k[:, :, 20:40].any() and k.float().mean() > 0.6
     assert torch.equal(b.x[0, :2][k], y[0, :2][k])  # observed pixels as they are
@@ -493,6 +495,53 @@ def test_keep_observed_takes_observed_pixels_and_generates_only_the_missing(prio
     assert not torch.equal(a.x[0, :2][k], y[0, :2][k])
     with pytest.raises(ValueError, match="keep_observed needs fill"):
         solve(prior.G, prior.D, y, FAST.replace(keep_observed=True))
+
+
+def test_keep_observed_adds_the_denoised_residual_where_nothing_is_missing(prior):
+    """keep_observed on observations with no fill (smooth images plus noise): the output is G(z) plus the residual
+    y - G(z) TV-denoised with weight keep_tv x its estimated noise sigma, closer to the clean images than both G(z)
+    and y; keep_tv=0 leaves G(z) as it is."""
+    import torch.nn.functional as F
+
+    from mimic.engine import denoise_tv, noise_sigma
+
+    g = torch.Generator().manual_seed(12)
+    x = F.interpolate(torch.rand(3, 3, 4, 4, generator=g) * 1.6 - 0.8, size=64, mode="bilinear").unsqueeze(0)
+    y = (x + 0.15 * torch.randn(x.shape, generator=g)).clamp(-1, 1)  # (1, 3, 3, 64, 64)
+    cfg = FAST.replace(fill=True)
+    run = lambda c: solve(prior.G, prior.D, y, c, generator=torch.Generator().manual_seed(0))
+    a, b, c = run(cfg), run(cfg.replace(keep_observed=True)), run(cfg.replace(keep_observed=True, keep_tv=0.0))
+    assert a.fill is None  # no fill detected: every pixel observed
+    assert torch.equal(c.x, a.x)
+    r = (y - a.x)[0]  # (3, 3, 64, 64)
+    want = (a.x[0] + denoise_tv(r, 0.7 * noise_sigma(r))).clamp(-1, 1)
+    assert (b.x[0] - want).abs().max() < 1e-3  # float32 rounding of the weight moves 200 dual steps by ~1e-4
+    err = lambda v: (v - x).square().mean().item()
+    assert err(b.x) < 0.1 * err(a.x) and err(b.x) < 0.4 * err(y)
+    with pytest.raises(ValueError, match="keep_tv"):
+        run(cfg.replace(keep_observed=True, keep_tv=-1.0))
+
+
+def test_denoise_tv_matches_scikit_image_and_noise_sigma_measures_white_noise():
+    from skimage.restoration import denoise_tv_chambolle
+
+    from mimic.engine import denoise_tv, noise_sigma
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 24, 24, generator=g) * 2 - 1  # (2, 3, 24, 24)
+    out = denoise_tv(x, torch.tensor([0.05, 0.3]))
+    for i, w in enumerate((0.05, 0.3)):
+        ref = denoise_tv_chambolle(x[i].permute(1, 2, 0).double().numpy(), weight=w, channel_axis=-1, eps=0,
+                                   max_num_iter=200)
+        assert np.abs(out[i].permute(1, 2, 0).numpy() - ref).max() < 1e-5
+    assert out[1].diff(dim=-1).abs().mean() < 0.5 * x[1].diff(dim=-1).abs().mean()  # smoother
+    assert torch.equal(denoise_tv(x, 0.0), x)
+    with pytest.raises(ValueError, match=">= 0"):
+        denoise_tv(x, -0.1)
+    sig = noise_sigma(torch.randn(4, 3, 64, 64, generator=g) * torch.tensor([0.05, 0.1, 0.2, 0.4]).view(4, 1, 1, 1))
+    assert torch.allclose(sig, torch.tensor([0.05, 0.1, 0.2, 0.4]), rtol=0.06)
+    ramp = torch.linspace(-1, 1, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64)
+    assert noise_sigma(ramp).item() < 1e-5  # a plane has no noise
 
 
 def test_blend_observed_is_the_harmonic_fill_of_the_residual():

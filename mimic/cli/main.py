@@ -62,7 +62,11 @@ def schedule_options(fn):
                      help="Leave pixels written with a constant fill value (detected per image) out of the fit."),
         click.option("--keep-observed/--no-keep-observed", "keep_observed", default=None,
                      help="With --fill: output the observation's own pixels where it is not missing "
-                          "(for corruptions that only remove pixels)."),
+                          "(for corruptions that only remove pixels); an observation with nothing missing gets its "
+                          "denoised residual added (for corruptions that only add noise)."),
+        click.option("--keep-tv", "keep_tv", type=float, default=None,
+                     help="With --keep-observed: TV weight on the residual of an observation with nothing missing, "
+                          "in units of its estimated noise sigma (0: not added)."),
         click.option("--clip/--no-clip", "clip", default=None,
                      help="Pixels piled up at an image's own maximum (minimum) level are clipped: they only bound the fit."),
     ]):
@@ -72,7 +76,7 @@ def schedule_options(fn):
 
 def _pop_overrides(kw) -> dict:
     keys = ("T", "T1", "T2", "warm_steps", "restarts", "lr_g", "lr_s", "surrogate", "obs_norm", "fill", "keep_observed",
-            "clip")
+            "keep_tv", "clip")
     vals = {k: kw.pop(k, None) for k in keys}
     return {k: v for k, v in vals.items() if v is not None}
 
