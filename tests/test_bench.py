@@ -54,11 +54,12 @@ def test_bench_reconstruct_quick(tmp_path, tiny_prior_dir):
     assert ("convolve_noise", "biharmonic") not in methods
     assert all(x["mse_mean"] >= 0 and x["n"] == 2 for x in rows)
     mse = {(x["corruption"], x["method"]): x["mse_mean"] for x in rows}
-    # keeping the observed pixels (exact outside the band) helps where fill is found, and is a no-op where none is
+    # keeping the observed pixels (exact outside the band) helps where fill is found, and the denoised residual
+    # where none is (the untrained prior's G(z) is far from the faces: most of the gain is the residual's)
     assert mse["patch_band", "mimic_keep"] < mse["patch_band", "mimic"]
-    assert mse["convolve_noise", "mimic_keep"] == mse["convolve_noise", "mimic"]
+    assert mse["convolve_noise", "mimic_keep"] < 0.5 * mse["convolve_noise", "mimic"]
     assert mse["patch_band", "pgd_keep"] < mse["patch_band", "pgd_fill"]
-    assert mse["convolve_noise", "pgd_keep"] == mse["convolve_noise", "pgd_fill"]
+    assert mse["convolve_noise", "pgd_keep"] < 0.5 * mse["convolve_noise", "pgd_fill"]
     # a re-run of one method keeps the other methods' rows, per-image figures and figure rows
     first = json.loads((tmp_path / "reconstruct.json").read_text())
     figs = {c: (tmp_path / f["file"]).read_bytes() for c, f in first["figures"].items()}

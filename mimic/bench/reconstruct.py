@@ -3,7 +3,8 @@
 Corruptions: remove_pixel (p = 0.9, 0.95), remove_pixel_channel (p = 0.95), convolve_noise
 (l = 3, sigma = 0.15), patch_band (h = 20). Methods: MimicGAN (task-agnostic preset, which leaves
 detected fill pixels out of the fit; and ``mimic_keep``, whose output keeps the observed pixels of an
-observation with detected fill, inpainting's data consistency), PGD (plain), PGD with the same fill detection
+observation with detected fill, inpainting's data consistency, and adds the TV-denoised residual y - G(z) to an
+observation without), PGD (plain), PGD with the same fill detection
 (and ``pgd_keep``, its output keeping the observed pixels as ``mimic_keep``'s does),
 total-variation denoising (Chambolle, scikit-image; the noise task), biharmonic inpainting
 (scikit-image; given the mask), Deep Image Prior (an untrained conv net fitted to the one
@@ -200,7 +201,8 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
             if m in ("mimic", "mimic_keep", "pgd", "pgd_fill", "pgd_keep"):
                 # pgd: plain GAN inversion (every pixel fitted); pgd_fill: PGD with the blind preset's fill
                 # detection, which MimicGAN also uses: the two rows separate the detection from the surrogate;
-                # mimic_keep: MimicGAN whose output keeps the observed (not fill) pixels of an observation with fill;
+                # mimic_keep: MimicGAN whose output keeps the observed (not fill) pixels of an observation with fill
+                # and adds the TV-denoised residual y - G(z) to one without (keep_observed, keep_tv);
                 # pgd_keep: the same for pgd_fill (separates what keeping gains from what the surrogate adds to it)
                 ov = {"fill": False, **overrides} if m == "pgd" else overrides
                 ov = {"keep_observed": True, **ov} if m in ("mimic_keep", "pgd_keep") else ov
