@@ -210,6 +210,46 @@ def test_bench_defense_quick(tmp_path, tiny_fmnist_dirs, fmnist_root):
     assert (tmp_path / "defense_universal.png").exists()
 
 
+def test_bench_defense_rerun_keeps_other_rows(tmp_path, tiny_fmnist_dirs, fmnist_root):
+    """A --defenses (or --attacks) re-run into a folder with the same settings replaces those rows and keeps the
+    others, with their per-image predictions and sample images; other settings keep nothing."""
+    import pytest
+
+    pytest.importorskip("art")
+    prior, clf = tiny_fmnist_dirs
+    base = ["bench", "defense", "--quick", "--out", str(tmp_path), "--prior", str(prior), "--classifier", str(clf),
+            "--n", "4", "--device", "cpu"]
+    r = CliRunner().invoke(cli, base + ["--attacks", "fgsm"])
+    assert r.exit_code == 0, r.output
+    first = json.loads((tmp_path / "defense.json").read_text())
+    png = (tmp_path / "defense_fgsm.png").read_bytes()
+    r = CliRunner().invoke(cli, base + ["--attacks", "fgsm", "--defenses", "mimic"])
+    assert r.exit_code == 0, r.output
+    second = json.loads((tmp_path / "defense.json").read_text())
+    key = lambda x: (x["attack"], x["method"])
+    assert [key(x) for x in second["results"]] == [key(x) for x in first["results"]]  # same rows, same order
+    for a, b in zip(first["results"], second["results"]):
+        if a["method"] != "mimic":
+            assert b == {**a, "device": "cpu"}  # kept as they were
+        else:
+            assert b["accuracy"] == a["accuracy"]  # re-run: the same seed gives the same predictions
+    assert second["per_image"] == first["per_image"]
+    assert (tmp_path / "defense_fgsm.png").read_bytes() == png  # kept defenses' samples beside the re-run's
+    # an attack added later joins the kept table
+    r = CliRunner().invoke(cli, base + ["--attacks", "bim", "--defenses", "none,mimic"])
+    assert r.exit_code == 0, r.output
+    third = json.loads((tmp_path / "defense.json").read_text())
+    pairs = [key(x) for x in third["results"]]
+    assert ("fgsm", "defense_gan") in pairs and ("bim", "mimic") in pairs and ("bim", "defense_gan") not in pairs
+    assert pairs.index(("fgsm", "mimic")) < pairs.index(("bim", "none"))  # attacks in the bench's order
+    assert set(third["settings"]["attacks"]) == {"fgsm", "bim"}
+    # another seed: nothing kept
+    r = CliRunner().invoke(cli, base + ["--attacks", "bim", "--defenses", "mimic", "--seed", "1"])
+    assert r.exit_code == 0, r.output
+    fourth = json.loads((tmp_path / "defense.json").read_text())
+    assert {x["method"] for x in fourth["results"]} == {"mimic"}
+
+
 def _resume_args(out, prior_dir) -> list:
     """`bench blind --quick` on 2 example faces with PGD and MimicGAN (the resume tests add --tasks)."""
     return ["bench", "blind", "--quick", "--out", str(out), "--prior", str(prior_dir),

@@ -19,6 +19,7 @@ every epsilon is doubled there).
 """
 from __future__ import annotations
 
+import io
 import platform
 import time
 from pathlib import Path
@@ -28,10 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
-from .report_utils import pyplot, save_figure
+from .report_utils import earlier_run, pyplot, save_figure
 from ..api import recover, resolve_device
 from ..inputs import InputError
-from ..io import save_json, save_png, save_text, to_tensor, to_uint8
+from ..io import atomic_write_bytes, save_json, save_png, save_text, to_tensor, to_uint8
 from ..priors import load_classifier, load_prior
 from .classify import accuracy_ci95, fmnist_test_subset, predict
 
@@ -129,33 +130,48 @@ def bench_defense(out, *, prior="fmnist28", classifier="fmnist_classifier", atta
     clean_u8, labels, idx = clean_u8[:n], labels[:n], idx[:n]
     x = to_tensor(clean_u8)  # (n, 1, 28, 28) in [-1, 1]
     kw = {"prior": pr, "device": dev, "seed": seed, "restarts": restarts, "overrides": overrides}
+    settings = {"prior": pr.name, "prior_sha256": pr.sha256, "classifier": str(classifier), "n": n,
+                "seed": seed, "device": str(dev), "attacks": {a: ATTACKS[a] for a in attacks},
+                "attack_scale": "budgets on [0, 1] pixels", "restarts": restarts, "clean_batch": 100,
+                "universal": {"source_images": 15, "alphas": list(alphas), "n": n_universal},
+                "bpda": {"n": n_adaptive, "steps": adaptive_steps, "eps": 0.3}, "overrides": overrides,
+                "quick": quick}
+    # an earlier run in ``out`` with the same settings: its rows that this run does not repeat are kept
+    old_rows, old_per_image, old_samples = _earlier(out, settings)
+    settings["attacks"] = {**{a: ATTACKS[a] for a, _ in old_rows if a in ATTACKS}, **settings["attacks"]}
     rows, per_image, adv_store = [], {"labels": labels.tolist(), "indices": idx.tolist()}, {}
     t_all = time.perf_counter()
 
     def add(attack, method, pred, lab, secs):
         acc, ci = accuracy_ci95(pred == lab)
         rows.append({"attack": attack, "method": method, "n": len(lab), "accuracy": acc, "accuracy_ci95": ci,
-                     "seconds": secs})
+                     "seconds": secs, "device": str(dev)})
         per_image.setdefault(attack, {})[method] = pred.tolist()
         log(f"{attack:16s} {method:12s} accuracy {acc:5.1f}% ± {ci:.1f}  ({secs:.0f} s)")
 
+    def merged() -> tuple[list, dict]:
+        """This run's rows and the earlier run's others, in the bench's order; per-image predictions alike."""
+        done = {(r["attack"], r["method"]) for r in rows}
+        kept = [r for k, r in old_rows.items() if k not in done]
+        pi = {a: dict(v) if isinstance(v, dict) else v for a, v in per_image.items()}
+        for r in kept:
+            if r["method"] in old_per_image.get(r["attack"], {}):
+                pi.setdefault(r["attack"], {})[r["method"]] = old_per_image[r["attack"]][r["method"]]
+        return sorted(rows + kept, key=_row_order), pi
+
     def save():  # after every attack and at the end: an interrupted run keeps what it measured
+        all_rows, pi = merged()
         result = {
             "bench": "defense",
-            "results": rows,
+            "results": all_rows,
             "paper_fig4": {k: dict(zip(("none", "cowboy", "defense_gan", "mimic"), v)) for k, v in PAPER_FIG4.items()},
-            "settings": {"prior": pr.name, "prior_sha256": pr.sha256, "classifier": str(classifier), "n": n,
-                         "seed": seed, "device": str(dev), "attacks": {a: ATTACKS[a] for a in attacks},
-                         "attack_scale": "budgets on [0, 1] pixels", "restarts": restarts, "clean_batch": 100,
-                         "universal": {"source_images": 15, "alphas": list(alphas), "n": n_universal},
-                         "bpda": {"n": n_adaptive, "steps": adaptive_steps, "eps": 0.3}, "overrides": overrides,
-                         "quick": quick},
+            "settings": settings,
             "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
-            "seconds": time.perf_counter() - t_all,
-            "per_image": per_image,
+            "seconds": time.perf_counter() - t_all + sum(r["seconds"] for r in all_rows if r not in rows),
+            "per_image": pi,
         }
         save_json(out / "defense.json", result)
-        save_text(out / "defense.md", markdown_table(rows))
+        save_text(out / "defense.md", markdown_table(all_rows))
         return result
 
     for d in defenses:  # the cost of each defense on clean images
@@ -168,13 +184,13 @@ def bench_defense(out, *, prior="fmnist28", classifier="fmnist_classifier", atta
         linf = float((xa - x).abs().flatten(1).max(1).values.mean()) / 2
         l2 = float((xa - x).flatten(1).norm(dim=1).mean()) / 2
         log(f"{a}: mean L_inf {linf:.3f}, mean L2 {l2:.3f} on [0, 1] ({t_att:.0f} s)")
-        adv_store[a] = {"adv": xa[:8]}
+        adv_store[a] = {"adv": to_uint8(xa[:8])}
         for d in defenses:
             t0 = time.perf_counter()
             xc = clean_images(xa, d, **kw)
             add(a, d, predict(clf, xc, dev), labels, time.perf_counter() - t0)
             rows[-1].update({"linf": linf, "l2": l2})
-            adv_store[a][d] = xc[:8]
+            adv_store[a][d] = to_uint8(xc[:8])
         save()
     # universal perturbation: the mean FGSM perturbation of 15 other test images
     xr = to_tensor(rest_u8)
@@ -201,8 +217,49 @@ def bench_defense(out, *, prior="fmnist28", classifier="fmnist_classifier", atta
         add("bpda", d, predict(clf, clean_images(xa, d, **kw), dev), labels[:n_adaptive], time.perf_counter() - t0)
         rows[-1]["params"] = {"eps": 0.3, "step": step / 2, "steps": adaptive_steps}
     result = save()
-    _figures(out, rows, adv_store, x[:8], alphas)
+    for a, st in adv_store.items():  # the kept defenses' samples beside this run's, in the bench's order
+        st.update({d: old_samples[f"{a}/{d}"] for d in DEFENSES if d not in st and f"{a}/{d}" in old_samples})
+        adv_store[a] = {k: st[k] for k in ("adv", *DEFENSES) if k in st}
+    keep = {k: v for k, v in old_samples.items() if k.split("/", 1)[0] not in adv_store}  # attacks not re-run
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **keep, **{f"{a}/{k}": v for a, st in adv_store.items() for k, v in st.items()})
+    atomic_write_bytes(out / "defense_samples.npz", buf.getvalue())
+    _figures(out, result["results"], adv_store, to_uint8(x[:8]), alphas)
     return result
+
+
+def _row_order(r: dict) -> tuple:
+    """none, the attacks in ATTACKS order, the universal perturbation by alpha, BPDA; defenses in DEFENSES order."""
+    a, m = r["attack"], r["method"]
+    if a == "none":
+        ra = (0, 0.0)
+    elif a in ATTACKS:
+        ra = (1, float(list(ATTACKS).index(a)))
+    elif a.startswith("universal@"):
+        ra = (2, float(a.split("@", 1)[1]))
+    else:
+        ra = (3 if a == "bpda" else 4, 0.0)
+    return (*ra, DEFENSES.index(m) if m in DEFENSES else len(DEFENSES), a, m)
+
+
+def _earlier(out: Path, settings: dict) -> tuple[dict, dict, dict]:
+    """Rows ((attack, method) -> row), per-image predictions and sample images (uint8, "attack/defense" -> array)
+    of an earlier run in ``out`` whose settings equal ``settings`` except the device and the attacks run; rows of
+    an attack whose parameters differ from ATTACKS' are not returned."""
+    old = earlier_run(out / "defense.json", {k: v for k, v in settings.items() if k not in ("device", "attacks")})
+    if old is None:
+        return {}, {}, {}
+    try:
+        params = old["settings"].get("attacks", {})
+        rows = {(r["attack"], r["method"]): r for r in old["results"]
+                if r["attack"] not in ATTACKS or params.get(r["attack"]) == ATTACKS[r["attack"]]}
+        smp = {}
+        if (out / "defense_samples.npz").exists():
+            with np.load(out / "defense_samples.npz") as f:
+                smp = {k: f[k] for k in f.files}
+        return rows, old.get("per_image", {}), smp
+    except (KeyError, ValueError, OSError):
+        return {}, {}, {}
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -218,8 +275,8 @@ def markdown_table(rows: list[dict]) -> str:
 def _figures(out: Path, rows, adv_store, clean, alphas) -> None:
     from ..io import make_grid
 
-    for a, d in adv_store.items():
-        tiles = np.concatenate([to_uint8(clean)] + [to_uint8(v) for v in d.values()])
+    for a, d in adv_store.items():  # uint8 (8, 28, 28, 1) samples: clean, adversarial, each defense's output
+        tiles = np.concatenate([clean, *d.values()])
         save_png(out / f"defense_{a}.png", make_grid(tiles, ncol=len(clean)))
     plt = pyplot()
     if plt is None:  # the figures are optional; the tables and JSON are not
