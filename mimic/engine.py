@@ -680,15 +680,14 @@ def _solve_once(G, D, y, cfg, method, valid, generator, callback, lr_scale, know
             callback(t, x, fx, hist)
 
     if cfg.keep_observed and cobs == cin:
+        # (S, B, 1, 1, 1): images with fill keep their observed pixels, G(z) blended in where they are missing
+        has_fill = None if fill_w is None else (fill_w == 0).flatten(2).any(2)[..., None, None, None]
         other = x
-        if cfg.keep_tv > 0:  # images without fill: G(z) plus the denoised residual
+        if cfg.keep_tv > 0 and (has_fill is None or not bool(has_fill.all())):  # one sync, after the loop
+            # images without fill: G(z) plus the denoised residual
             r = (y - x).reshape(S * B, cin, H, W)  # (S, B, C, H, W) -> (S*B, C, H, W)
             other = (x + denoise_tv(r, cfg.keep_tv * noise_sigma(r)).reshape(S, B, cin, H, W)).clamp(-1, 1)
-        if fill_w is None:  # no fill in any observation
-            x = other
-        else:  # images with fill: observed pixels as they are, G(z) blended into them where they are missing
-            has_fill = (fill_w == 0).flatten(2).any(2)[..., None, None, None]  # (S, B, 1, 1, 1)
-            x = torch.where(has_fill, blend_observed(x, y, fill_w), other)
+        x = other if has_fill is None else torch.where(has_fill, blend_observed(x, y, fill_w), other)
     history = {k: torch.stack(v).cpu() for k, v in hist.items()}  # (T+1, S)
     return SolveOutput(x=x.detach(), fx=fx.detach(), z=z.detach(), obs_loss=l_obs.detach(), surrogate=surrogate,
                        history=history, lr_scale=lr_scale.clone(),

@@ -8,7 +8,6 @@ accuracy (percent, with a 95% Wilson interval).
 """
 from __future__ import annotations
 
-import io
 import platform
 import time
 from pathlib import Path
@@ -17,11 +16,11 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .report_utils import config_json, earlier_run, method_overrides, pyplot, save_figure
+from .report_utils import config_json, earlier_run, load_samples, method_overrides, pyplot, save_figure, save_samples
 from ..api import recover, resolve_device
 from ..corruptions import get_corruption
 from ..data import default_data_root, load_fmnist
-from ..io import atomic_write_bytes, save_json, save_png, save_text, to_tensor, to_uint8
+from ..io import save_json, save_png, save_text, to_tensor, to_uint8
 from ..priors import load_classifier, load_prior
 from ..tasks import get_task
 
@@ -123,9 +122,7 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
             "seconds": time.perf_counter() - t_all,
             "per_image": pi,
         }
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **{k: v for k, v in smp.items() if not k.endswith("/clean")})
-        atomic_write_bytes(out / "classify_samples.npz", buf.getvalue())
+        save_samples(out / "classify_samples.npz", {k: v for k, v in smp.items() if not k.endswith("/clean")})
         save_json(out / "classify.json", result)
         save_text(out / "classify.md", markdown_table(merged))
         _figures(out, merged, {**smp, **{f"{c}/clean": to_uint8(clean[:10]) for c in corrs}}, corrs)
@@ -168,10 +165,7 @@ def _earlier(out: Path, same: dict) -> tuple[dict, dict, dict]:
     if old is None:
         return {}, {}, {}
     try:
-        smp = {}
-        if (out / "classify_samples.npz").exists():
-            with np.load(out / "classify_samples.npz") as f:
-                smp = {k: f[k] for k in f.files}
+        smp = load_samples(out / "classify_samples.npz")
         return {(r["corruption"], r["method"]): r for r in old["results"]}, old.get("per_image", {}), smp
     except (KeyError, ValueError, OSError):
         return {}, {}, {}

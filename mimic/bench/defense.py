@@ -19,7 +19,6 @@ every epsilon is doubled there).
 """
 from __future__ import annotations
 
-import io
 import platform
 import time
 from pathlib import Path
@@ -29,10 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
-from .report_utils import earlier_run, pyplot, save_figure
+from .report_utils import earlier_run, load_samples, pyplot, save_figure, save_samples
 from ..api import recover, resolve_device
 from ..inputs import InputError
-from ..io import atomic_write_bytes, save_json, save_png, save_text, to_tensor, to_uint8
+from ..io import save_json, save_png, save_text, to_tensor, to_uint8
 from ..priors import load_classifier, load_prior
 from .classify import accuracy_ci95, fmnist_test_subset, predict
 
@@ -149,25 +148,26 @@ def bench_defense(out, *, prior="fmnist28", classifier="fmnist_classifier", atta
         per_image.setdefault(attack, {})[method] = pred.tolist()
         log(f"{attack:16s} {method:12s} accuracy {acc:5.1f}% ± {ci:.1f}  ({secs:.0f} s)")
 
-    def merged() -> tuple[list, dict]:
-        """This run's rows and the earlier run's others, in the bench's order; per-image predictions alike."""
+    def merged() -> tuple[list, list, dict]:
+        """The earlier run's rows this run has not (yet) repeated; all rows in the bench's order; per-image
+        predictions of both."""
         done = {(r["attack"], r["method"]) for r in rows}
         kept = [r for k, r in old_rows.items() if k not in done]
         pi = {a: dict(v) if isinstance(v, dict) else v for a, v in per_image.items()}
         for r in kept:
             if r["method"] in old_per_image.get(r["attack"], {}):
                 pi.setdefault(r["attack"], {})[r["method"]] = old_per_image[r["attack"]][r["method"]]
-        return sorted(rows + kept, key=_row_order), pi
+        return kept, sorted(rows + kept, key=_row_order), pi
 
     def save():  # after every attack and at the end: an interrupted run keeps what it measured
-        all_rows, pi = merged()
+        kept, all_rows, pi = merged()
         result = {
             "bench": "defense",
             "results": all_rows,
             "paper_fig4": {k: dict(zip(("none", "cowboy", "defense_gan", "mimic"), v)) for k, v in PAPER_FIG4.items()},
             "settings": settings,
             "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
-            "seconds": time.perf_counter() - t_all + sum(r["seconds"] for r in all_rows if r not in rows),
+            "seconds": time.perf_counter() - t_all + sum(r["seconds"] for r in kept),
             "per_image": pi,
         }
         save_json(out / "defense.json", result)
@@ -221,9 +221,8 @@ def bench_defense(out, *, prior="fmnist28", classifier="fmnist_classifier", atta
         st.update({d: old_samples[f"{a}/{d}"] for d in DEFENSES if d not in st and f"{a}/{d}" in old_samples})
         adv_store[a] = {k: st[k] for k in ("adv", *DEFENSES) if k in st}
     keep = {k: v for k, v in old_samples.items() if k.split("/", 1)[0] not in adv_store}  # attacks not re-run
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **keep, **{f"{a}/{k}": v for a, st in adv_store.items() for k, v in st.items()})
-    atomic_write_bytes(out / "defense_samples.npz", buf.getvalue())
+    save_samples(out / "defense_samples.npz",
+                 {**keep, **{f"{a}/{k}": v for a, st in adv_store.items() for k, v in st.items()}})
     _figures(out, result["results"], adv_store, to_uint8(x[:8]), alphas)
     return result
 
@@ -253,11 +252,7 @@ def _earlier(out: Path, settings: dict) -> tuple[dict, dict, dict]:
         params = old["settings"].get("attacks", {})
         rows = {(r["attack"], r["method"]): r for r in old["results"]
                 if r["attack"] not in ATTACKS or params.get(r["attack"]) == ATTACKS[r["attack"]]}
-        smp = {}
-        if (out / "defense_samples.npz").exists():
-            with np.load(out / "defense_samples.npz") as f:
-                smp = {k: f[k] for k in f.files}
-        return rows, old.get("per_image", {}), smp
+        return rows, old.get("per_image", {}), load_samples(out / "defense_samples.npz")
     except (KeyError, ValueError, OSError):
         return {}, {}, {}
 

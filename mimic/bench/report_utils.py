@@ -33,6 +33,31 @@ def earlier_run(path, same: dict) -> dict | None:
         return None
 
 
+def save_samples(path, arrays: dict) -> None:
+    """Sample images of a bench run (name -> uint8 array), written atomically as one compressed .npz."""
+    import io
+
+    import numpy as np
+
+    from ..io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_samples(path) -> dict:
+    """The arrays ``save_samples`` wrote to ``path`` (name -> array), or {} when there is no such file."""
+    from pathlib import Path
+
+    import numpy as np
+
+    if not Path(path).exists():
+        return {}
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
 def method_overrides(method: str, overrides: dict) -> tuple[str, dict]:
     """A bench method name (``"pgd"``, ``"mimic"``, or ``"pgd_rK"`` / ``"mimic_rK"`` with K random restarts) ->
     (the recovery method, the overrides to recover with)."""
