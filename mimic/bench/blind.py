@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .report_utils import config_json, method_overrides, pyplot, save_figure
+from .report_utils import config_json, earlier_run, method_overrides, pyplot, save_figure
 from ..api import recover, resolve_device
 from ..corruptions import get_corruption
 from ..engine import solve
@@ -91,24 +91,16 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
     # task -> (rows, per-image figures) of an earlier run with the same settings: kept in the output until this
     # run redoes the task (tasks it does not repeat are kept as they were; an interrupted resume loses nothing)
     earlier: dict = {}
-    prev = out / "blind.json"
     old_rows, old_configs = {}, {}
-    if prev.exists():  # resume: reuse every (task, method) an earlier run with the same settings measured
-        try:
-            old = json.loads(prev.read_text())
-            st = old["settings"]
-            if (st["n"], st["seed"], st["prior_sha256"], st["overrides"], st["batch_size"]) == \
-                    (len(clean_u8), seed, pr.sha256, overrides, batch_size):
-                for r in old["results"]:  # rows of runs before rows recorded their device: the run's device
-                    r.setdefault("device", st["device"])
-                old_rows = {(r["task"], r["method"]): r for r in old["results"]}
-                earlier = {t: ([r for r in old["results"] if r["task"] == t], old["per_image"].get(t))
-                           for t in dict.fromkeys(r["task"] for r in old["results"])}
-                traces = old.get("traces", {})
-                supervised_info = old.get("supervised", {})
-                old_configs = st.get("configs", {})
-        except (KeyError, ValueError):
-            old_rows = {}
+    old = earlier_run(out / "blind.json", {"n": len(clean_u8), "seed": seed, "prior_sha256": pr.sha256,
+                                           "overrides": overrides, "batch_size": batch_size})
+    if old is not None:  # resume: reuse every (task, method) an earlier run with the same settings measured
+        old_rows = {(r["task"], r["method"]): r for r in old["results"]}
+        earlier = {t: ([r for r in old["results"] if r["task"] == t], old.get("per_image", {}).get(t))
+                   for t in dict.fromkeys(r["task"] for r in old["results"])}
+        traces = old.get("traces", {})
+        supervised_info = old.get("supervised", {})
+        old_configs = old["settings"].get("configs", {})
     t_all = time.perf_counter()
     # the paper's task order, then any other task in the order first measured
     task_order = sorted(dict.fromkeys([*earlier, *tasks]),
