@@ -113,6 +113,9 @@ def save_text(path: str | os.PathLike, text: str) -> None:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 (H, W, C) with C in {1, 3, 4}.
 
+    16-bit (and 32-bit integer) gray images are scaled from 0-65535 to 0-255, 32-bit float gray ones from [0, 1];
+    palette images are expanded, gray with alpha becomes RGBA.
+
     Raises
     ------
     ImageReadError
@@ -127,10 +130,22 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                 arr = np.asarray(im)
             elif im.mode in ("LA",):
                 arr = np.asarray(im.convert("RGBA"))
-            elif im.mode in ("I;16", "I", "F", "1", "P" ) and im.mode != "P":
+            elif im.mode.startswith("I"):  # 16-bit (I;16, I;16B, ...) or 32-bit integer gray: read as 16-bit
+                a = np.asarray(im).astype(np.int64)
+                if a.size and (a.min() < 0 or a.max() > 65535):
+                    raise ImageReadError(f"{path}: integer pixel values outside 0-65535 (mode {im.mode})")
+                arr = np.round(a / 257.0).astype(np.uint8)  # 0..65535 -> 0..255 (x 257 inverted)
+            elif im.mode == "F":  # 32-bit float gray: taken as [0, 1]
+                a = np.asarray(im).astype(np.float64)
+                if a.size and not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1):
+                    raise ImageReadError(f"{path}: float pixel values outside [0, 1]")
+                arr = np.round(a * 255.0).astype(np.uint8)
+            elif im.mode == "1":
                 arr = np.asarray(im.convert("L"))
             else:  # P, CMYK, YCbCr, ...
                 arr = np.asarray(im.convert("RGBA" if "transparency" in im.info else "RGB"))
+    except ImageReadError:
+        raise
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not a readable image (unknown format)") from None
     except (OSError, SyntaxError, ValueError) as e:
