@@ -112,6 +112,7 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
     Parameters
     ----------
     images : uint8 ndarray (N, H, W) or (N, H, W, C) | list of uint8 arrays or paths | float Tensor (N, C, H, W) in [-1, 1]
+        | str or PathLike (one image file, or a folder: its images, recursively, sorted)
     task : str | Task | MimicConfig, optional
         A preset name (``mimic.list_tasks()``); ``None`` is the task-agnostic "blind" preset.
     method : {"mimic", "pgd"}

@@ -55,9 +55,10 @@ def prepare(images, *, resolution: int, strict_size: bool = False, names=None) -
 
     Parameters
     ----------
-    images : ndarray | list | Tensor
-        uint8 array (N, H, W) or (N, H, W, C); a list of uint8 arrays and/or paths; or a
-        float tensor (N, C, H, W) in [-1, 1].
+    images : ndarray | list | Tensor | str | PathLike
+        uint8 array (N, H, W) or (N, H, W, C); a list of uint8 arrays and/or paths; a
+        float tensor (N, C, H, W) in [-1, 1]; or the path of one image file or of a folder
+        (its images, recursively, sorted).
     resolution : int
         The prior's resolution R.
     """
@@ -66,17 +67,27 @@ def prepare(images, *, resolution: int, strict_size: bool = False, names=None) -
     if isinstance(images, torch.Tensor):
         if images.ndim != 4 or not images.is_floating_point():
             raise InputError(f"tensor input: expected float (N, C, H, W) in [-1, 1], got {images.dtype} {tuple(images.shape)}")
+        if not bool(torch.isfinite(images).all()):
+            raise InputError("tensor input: values not finite (NaN or inf)")
         if images.numel() and (images.min() < -1.001 or images.max() > 1.001):
             raise InputError("tensor input: values outside [-1, 1]")
         items = list(to_uint8(images))
     elif isinstance(images, np.ndarray):
         if images.ndim not in (3, 4):
             raise InputError(f"array input: expected (N, H, W) or (N, H, W, C), got shape {images.shape}")
+        if images.ndim == 3 and images.shape[-1] in (1, 3, 4) and images.shape[1] > 4:  # not N images 1-4 px wide
+            raise InputError(f"array input: shape {images.shape} is one (H, W, C) image; give a batch "
+                             "(1, H, W, C) (image[None]) or a list of images")
         items = list(images)
     elif isinstance(images, (list, tuple)):
         items = list(images)
+    elif isinstance(images, (str, os.PathLike)):  # one image file, or a folder of them
+        if not Path(images).exists():
+            raise InputError(f"{images}: no such file or folder")
+        items = scan_folder(images) if Path(images).is_dir() else [images]
     else:
-        raise InputError(f"unsupported input type {type(images).__name__}; give arrays, a tensor or paths")
+        raise InputError(f"unsupported input type {type(images).__name__}; give a uint8 array, a float tensor, "
+                         "a list of arrays or paths, or a path to an image or a folder")
     if names is None:
         names = [str(it) if isinstance(it, (str, os.PathLike)) else f"image[{i}]" for i, it in enumerate(items)]
     for it, name in zip(items, names):

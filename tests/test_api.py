@@ -54,6 +54,11 @@ def test_paths_and_resize_and_alpha(tmp_path, tiny_prior_dir):
     assert any("alpha" in n for n in r.notices) and any("resized 1" in n for n in r.notices)
     with pytest.raises(InputError, match="a.png.*strict"):
         recover([tmp_path / "a.png"], prior=tiny_prior_dir, device="cpu", strict_size=True, **FAST)
+    folder = recover(tmp_path, prior=tiny_prior_dir, device="cpu", **FAST)  # a folder: its images, sorted
+    assert folder.names == [str(tmp_path / "a.png"), str(tmp_path / "b.jpg")]
+    assert np.array_equal(folder.images, r.images)
+    one = recover(str(tmp_path / "b.jpg"), prior=tiny_prior_dir, device="cpu", **FAST)  # one file
+    assert one.images.shape == (1, 64, 64, 3) and one.names == [str(tmp_path / "b.jpg")]
 
 
 def test_mixed_channels_never_share_a_surrogate(tiny_prior_dir):
@@ -78,7 +83,10 @@ def test_seed_determinism(tiny_prior_dir):
     (np.zeros((2, 64, 64, 3), np.float32), "uint8"),
     (np.zeros((64, 64), np.uint8), "shape"),
     (torch.full((1, 3, 64, 64), 3.0), r"\[-1, 1\]"),
-    ("not-an-array", "unsupported"),
+    (torch.full((1, 3, 64, 64), float("nan")), "not finite"),
+    (np.zeros((64, 64, 3), np.uint8), r"one \(H, W, C\) image.*image\[None\]"),
+    ("no-such-folder", "no-such-folder: no such file or folder"),
+    (3.5, "unsupported input type float"),
 ])
 def test_bad_inputs(bad, match, tiny_prior_dir):
     with pytest.raises(InputError, match=match):
