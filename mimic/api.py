@@ -207,7 +207,7 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
                 surrogates[gi] = {"kind": out.surrogate.kind, "init": out.init[s], "in_channels": C, "out_channels": cobs,
                                   "state_dict": _group_state(out.surrogate, s)}
                 history[gi] = {kk: v[:, s].tolist() for kk, v in out.history.items()}
-                if s in out.restarted:
+                if s in out.retried:
                     restarted.append(gi)
             prog.advance(ptask, sum(len(g) for g in gs))
     notices = list(prep.notices)

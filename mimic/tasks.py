@@ -53,11 +53,11 @@ TASKS: dict[str, Task] = {
         Task("negative", "negative", _paper(0.0, 1e-4, 1e-3, 1e-3), "11x11 Gaussian blur, then negation"),
         Task("stuck_pixels", "stuck_pixels", _paper(1e-1, 1e-4, 4e-3, 3e-3, robust=2.0, robust_stat="signed",
                                                     robust_smooth=5, robust_power=8.0, robust_keep=True,
-                                                    robust_restart=True, robust_at=150),
+                                                    robust_rewind=True, robust_at=150),
              "first 26 columns stuck at column 26, noisy"),
-        Task("occlusion", "occlusion", _paper(1e-1, 1e-4, 2e-2, 3e-3, last="tanh", robust=2.0),
+        Task("occlusion", "occlusion", _paper(1e-1, 1e-4, 2e-2, 3e-3, robust=2.0),
              "noise-filled cross over the centre"),
-        Task("inpainting", "inpainting", _paper(1e-1, 1e-4, 4e-3, 3e-3, last="tanh", robust=1.5),
+        Task("inpainting", "inpainting", _paper(1e-1, 1e-4, 4e-3, 3e-3, robust=1.5),
              "eight noisy horizontal lines"),
         # Fashion-MNIST (28x28 gray, prior fmnist28). The identity-started gated surrogate with its negated
         # candidate start and an L2 observation loss (docs/TUNING.md 8: the paper's Fashion-MNIST surrogate and an
