@@ -66,7 +66,7 @@ class MimicConfig:
     T1: int = 25  # surrogate steps per outer iteration
     T2: int = 20  # latent steps per outer iteration
     # --- surrogate ---
-    surrogate: str = "gated"  # a kind of mimic.surrogate: "gated" (identity-started), "paper", "fmnist"
+    surrogate: str = "gated"  # a kind of mimic.surrogate: "gated" (identity-started), "paper", "fmnist", "identity"
     inits: tuple = CANDIDATES  # gated only: candidate starts of its colour path ("identity", "negated"); intensity
     #   inversion is a common corruption that an identity start cannot reach with small steps
     restarts: int = 1  # random restarts: starts per image (the first at z0, the others U(-1, 1)); lowest L_obs kept
@@ -111,8 +111,8 @@ class MimicConfig:
             v = getattr(self, n)
             if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
                 bad(n, "must be an integer >= 1")
-        if self.surrogate not in list_surrogates() or self.surrogate == "identity":
-            bad("surrogate", f"must be one of {', '.join(k for k in list_surrogates() if k != 'identity')}")
+        if self.surrogate not in list_surrogates():
+            bad("surrogate", f"must be one of {', '.join(list_surrogates())}")
         if not self.inits or set(self.inits) - set(CANDIDATES) or len(set(self.inits)) != len(self.inits):
             bad("inits", f"must be distinct values of {CANDIDATES}")
         if self.obs_norm not in ("l1", "l2"):

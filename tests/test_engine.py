@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from mimic.engine import MimicConfig, fill_mask, solve
+from mimic.engine import MimicConfig, solve
+from mimic.imageops import fill_mask
 from mimic.priors import load_prior
 
 FAST = MimicConfig(warm_steps=4, T=2, T1=3, T2=3, lam_adv=1e-4, lam_I=0.1, lr_s=1e-3, lr_g=1e-2)
@@ -107,27 +108,31 @@ def test_pgd_lowers_observation_loss(prior):
     assert float(h[-1].mean()) < float(start)
 
 
-def test_diverged_group_is_restarted(prior, monkeypatch):
-    """A group whose loss turns NaN is detected and restarted with half the step."""
-    import mimic.engine as eng
+class _FlakyG(torch.nn.Module):
+    """A generator whose second group's images are NaN whenever it is run on two groups at once (the first attempt);
+    run on one group (the retry), it is the real generator."""
 
+    def __init__(self, G, B):
+        super().__init__()
+        self.G, self.B, self.nz, self.nc = G, B, G.nz, G.nc
+
+    def forward(self, z):
+        x = self.G(z)
+        if len(z) == 2 * self.B:
+            x = torch.cat([x[: self.B], x[self.B :] * float("nan")])
+        return x
+
+
+def test_diverged_group_is_retried_with_half_the_step(prior):
+    """A group whose loss turns NaN is detected and run again with half the step; the other group is kept."""
     y = _y(prior, S=2)
-    calls = {"n": 0}
-    orig = eng._solve_once
-
-    def flaky(*args):
-        out = orig(*args)
-        calls["n"] += 1
-        if calls["n"] == 1:  # first attempt: group 1 diverges
-            out.x[1] = float("nan")
-            out.obs_loss[1] = float("nan")
-        return out
-
-    monkeypatch.setattr(eng, "_solve_once", flaky)
-    out = eng.solve(prior.G, prior.D, y, FAST)
-    assert out.restarted == [1]
-    assert torch.isfinite(out.x).all()
+    cfg = FAST.replace(inits=("identity",))  # one candidate start: two groups are 2 B images per G call
+    out = solve(_FlakyG(prior.G, 3), prior.D, y, cfg, generator=torch.Generator().manual_seed(0))
+    assert out.retried == [1]
+    assert torch.isfinite(out.x).all() and torch.isfinite(out.obs_loss).all()
     assert out.lr_scale.tolist() == [1.0, 0.5]
+    alone = solve(prior.G, prior.D, y[:1], cfg, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out.x[0], alone.x[0])  # the healthy group is the first attempt's
 
 
 def test_negated_start_wins_on_inverted_observations(prior):
@@ -155,7 +160,7 @@ def test_oracle_weight_ignores_destroyed_pixels(prior):
 
 def test_restarts_keep_the_best_copy_per_image(prior):
     y = _y(prior, S=2, B=2, seed=11)
-    cfg = FAST.replace(surrogate="identity", lam_I=0.0)
+    cfg = FAST.replace(lam_I=0.0)
     one = solve(prior.G, prior.D, y, cfg, method="pgd", generator=torch.Generator().manual_seed(0))
     many = solve(prior.G, prior.D, y, cfg.replace(restarts=3), method="pgd", generator=torch.Generator().manual_seed(0))
     assert many.x.shape == one.x.shape and many.z.shape == one.z.shape
@@ -166,7 +171,7 @@ def test_restarts_keep_the_best_copy_per_image(prior):
 
 def test_robust_weights_mute_what_the_whole_group_gets_wrong():
     """Pixels wrong in every observation of a group lose their weight; one image's outlier and padding do not."""
-    from mimic.engine import MimicConfig, group_robust_weights
+    from mimic.fidelity import group_robust_weights
 
     g = torch.Generator().manual_seed(0)
     S, B = 2, 5
@@ -186,32 +191,10 @@ def test_robust_weights_mute_what_the_whole_group_gets_wrong():
     assert w[0, 0, :, 8, 8].min() > 0.3
 
 
-def test_robust_weights_per_image_mute_each_images_own_outliers():
-    """robust_scope="image": each observation's wrong pixels lose their weight in that observation only."""
-    from mimic.engine import MimicConfig, group_robust_weights
-
-    g = torch.Generator().manual_seed(1)
-    S, B = 2, 4
-    fx = torch.rand(S, B, 3, 16, 16, generator=g) * 2 - 1
-    y = fx + 0.05 * torch.randn(S, B, 3, 16, 16, generator=g)
-    bad = torch.rand(S, B, 1, 16, 16, generator=g) < 0.1  # a different 10% of pixels in every image
-    y = torch.where(bad, y + 1.0, y)
-    w = group_robust_weights(y, fx, torch.ones(S, B), MimicConfig(robust=2.0, robust_scope="image"))
-    assert w.shape == (S, B, 3, 16, 16)
-    bad = bad.expand_as(w)
-    assert w[bad].max() < 0.01  # muted where that image is wrong
-    assert w[~bad].mean() > 0.9  # kept elsewhere, including where other images are wrong
-    # the group scope cannot see them: at most a few pixels are wrong in most observations of the group
-    wg = group_robust_weights(y, fx, torch.ones(S, B), MimicConfig(robust=2.0))
-    assert wg.expand_as(w)[bad].mean() > 0.5
-    with pytest.raises(ValueError, match="robust_scope"):
-        group_robust_weights(y, fx, torch.ones(S, B), MimicConfig(robust=2.0, robust_scope="pixel"))
-
-
 def test_robust_weights_signed_mute_shared_residuals_and_keep_face_to_face_errors():
     """robust_stat="signed": a residual every observation shares (one noise pattern over stuck columns) is muted;
     errors that change sign from image to image (the prior missing details) are kept, unlike with "abs"."""
-    from mimic.engine import MimicConfig, group_robust_weights
+    from mimic.fidelity import group_robust_weights
 
     g = torch.Generator().manual_seed(2)
     S, B = 2, 5
@@ -226,75 +209,89 @@ def test_robust_weights_signed_mute_shared_residuals_and_keep_face_to_face_error
     assert w[..., :4].max() < 0.01 and wa[..., :4].max() < 0.01
     assert w[..., 8:10, 6:].mean() > 0.6 and wa[..., 8:10, 6:].max() < 0.01
     with pytest.raises(ValueError, match="robust_stat"):
-        group_robust_weights(y, fx, torch.ones(S, B), cfg.replace(robust_stat="mean"))
-    with pytest.raises(ValueError, match="robust_scope='group'"):
-        group_robust_weights(y, fx, torch.ones(S, B), cfg.replace(robust_scope="image"))
+        cfg.replace(robust_stat="mean")
 
 
-def _record_robust(monkeypatch, prior, **kw):
-    """Solve a stuck-columns group with robust weights on; return (weights computed, weights each L_obs used)."""
-    import mimic.engine as E
-
-    computed, used = [], []
-    real_w, real_mean = E.group_robust_weights, E._per_image_mean
-
-    def w_spy(*a, **k):
-        computed.append(real_w(*a, **k))
-        return computed[-1]
-
-    def mean_spy(e, w):
-        used.append(w)
-        return real_mean(e, w)
-
-    monkeypatch.setattr(E, "group_robust_weights", w_spy)
-    monkeypatch.setattr(E, "_per_image_mean", mean_spy)
+def _stuck(prior):
+    """One group of 4 faces whose first 20 columns are stuck at column 20 plus one shared noise pattern."""
     y = _y(prior, S=1, B=4)
     y[..., :20] = y[..., 20:21] + 0.25 * torch.randn(1, 1, 3, 64, 20, generator=torch.Generator().manual_seed(0))
-    solve(prior.G, prior.D, y, FAST.replace(**{"robust": 2.0, "robust_stat": "signed", "T": 3, "lam_I": 0.0, **kw}), method="mimic",
-          generator=torch.Generator().manual_seed(0))
-    return computed, used
+    return y
 
 
-@pytest.mark.parametrize("keep", [False, True])
-def test_robust_keep_never_raises_a_weight_again(prior, monkeypatch, keep):
-    """robust_keep: the latent steps use the minimum of every weight map computed so far (a pixel once found
-    unexplained stays muted when the surrogate learns to absorb it); without it, the latest map."""
-    computed, used = _record_robust(monkeypatch, prior, robust_keep=keep)
-    assert len(computed) == 1 + 3  # at the candidate selection, then once per outer iteration
-    last = used[-1]
-    expect = torch.stack(computed).amin(0) if keep else computed[-1]
-    assert torch.equal(last, expect)
-    assert not torch.equal(torch.stack(computed).amin(0), computed[-1])  # the two differ here: the test can fail
+def test_robust_keep_never_raises_a_weight_again(prior):
+    """keep_lowest (robust_keep): the fit uses the minimum of every weight map computed so far; without it, the
+    latest map."""
+    from mimic.fidelity import Fidelity
+
+    y = _stuck(prior)
+    cfg = MimicConfig(robust=2.0, robust_stat="signed")
+    fx1 = y.clone()
+    fx1[..., :20] = 0.0  # the stuck columns unexplained
+    fx2 = y.clone()
+    fx2[..., 40:] += 0.5  # later: the stuck columns explained, other columns not
+    for keep in (False, True):
+        fit = Fidelity(y, cfg, torch.ones(1, 4))
+        fit.update_robust(fx1)
+        w1 = fit.robust
+        fit.update_robust(fx2, keep_lowest=keep)
+        w2 = Fidelity(y, cfg, torch.ones(1, 4))
+        w2.update_robust(fx2)
+        assert torch.equal(fit.robust, torch.minimum(w1, w2.robust) if keep else w2.robust)
+        assert (fit.robust[..., :20].max() < 0.01) == keep  # the muted columns stay muted only with keep
 
 
-@pytest.mark.parametrize("weighted", [False, True])
-def test_robust_surrogate_fits_the_weighted_loss(prior, monkeypatch, weighted):
-    """robust_surrogate: the surrogate's steps fit the robust-weighted L_obs too; by default they fit every pixel."""
-    computed, used = _record_robust(monkeypatch, prior, robust_surrogate=weighted)
-    after = used[next(i for i, w in enumerate(used) if w is not None):]  # every L_obs once weights exist
-    n_plain = sum(w is None for w in after)
-    assert n_plain == (0 if weighted else 3 * FAST.T1)  # T = 3 outer iterations of T1 surrogate steps
+def test_robust_weights_and_identity_loss_mute_the_same_pixels(prior):
+    """Once robust weights exist, L_obs and L_I's |y - G(z)| term ignore the muted pixels: what y holds there
+    changes neither; the surrogate's own fit still sees them."""
+    from mimic.fidelity import Fidelity
+
+    y = _stuck(prior)
+    cfg = MimicConfig(robust=2.0, robust_stat="signed")
+    x = _y(prior, S=1, B=4)  # the faces before the columns got stuck
+    fit = Fidelity(y, cfg, torch.ones(1, 4))
+    fit.update_robust(x)
+    y2 = y.clone()
+    y2[..., :20] += 0.5
+    fit2 = Fidelity(y2, cfg, torch.ones(1, 4))
+    fit2.robust = fit.robust
+    fit2._weights()
+    assert torch.allclose(fit.obs(x), fit2.obs(x), atol=1e-3)
+    assert torch.allclose(fit.ident(x, x), fit2.ident(x, x), atol=1e-3)
+    assert (fit2.obs_surrogate(x) - fit.obs_surrogate(x) > 0.05).all()
+
+
+def _count_calls(G):
+    calls = []
+
+    class Counting(torch.nn.Module):
+        nz, nc = G.nz, G.nc
+
+        def forward(self, z):
+            calls.append(len(z))
+            return G(z)
+
+    return Counting(), calls
 
 
 @pytest.mark.parametrize("at", [0, 6])
-def test_robust_at_sets_the_warm_step_of_the_first_weights(prior, monkeypatch, at):
-    """The first robust weights come after ``robust_at`` warm steps (0: at the candidate selection, step 2 here),
-    and with robust_restart z starts again from z0 then; the warm start keeps its length."""
-    computed, used = _record_robust(monkeypatch, prior, warm_steps=10, select_after=2, robust_at=at,
-                                    robust_restart=True)
-    first = next(i for i, w in enumerate(used) if w is not None)
-    # one L_obs per latent step, plus the candidate selection's after step 2
-    assert first == (2 + 1 if at == 0 else at + 1)
-    assert len(computed) == 1 + 3
-    assert len(used) == 10 + 1 + 1 + 3 * (FAST.T1 + FAST.T2 + 1)  # the budget does not grow with robust_at
+def test_robust_at_keeps_the_budget_and_rewind_returns_z_to_its_start(prior, at):
+    """The first robust weights come after ``robust_at`` warm steps without adding any step; with robust_rewind z
+    goes back to z0 then (so with the weights at the warm start's last step and no alternation, z ends at z0)."""
+    from mimic.engine import z_init
 
-
-def test_identity_loss_leaves_out_what_the_robust_weights_mute(prior, monkeypatch):
-    """L_I's |y - G(z)| term weighs the pixels as L_obs does: once robust weights exist, no loss of a latent or
-    surrogate step (robust_surrogate) fits every pixel, so muted stuck columns stop pulling z through L_I."""
-    computed, used = _record_robust(monkeypatch, prior, robust_surrogate=True, lam_I=0.1)
-    after = used[next(i for i, w in enumerate(used) if w is not None):]
-    assert len(after) > 3 * FAST.T1 and all(w is not None for w in after)
+    y = _stuck(prior)
+    base = FAST.replace(robust=2.0, robust_stat="signed", warm_steps=10, select_after=2, lam_I=0.0)
+    G, calls = _count_calls(prior.G)
+    solve(G, prior.D, y, base.replace(robust_at=at))
+    n_plain = len(calls)
+    calls.clear()
+    solve(G, prior.D, y, base.replace(robust=0.0))
+    assert len(calls) == n_plain - 1  # the same steps; only the first weights' own G(z)
+    end = solve(prior.G, prior.D, y, base.replace(robust_at=10, robust_rewind=True, T=0))
+    assert torch.equal(end.z, z_init(100).expand_as(end.z))
+    moved = solve(prior.G, prior.D, y, base.replace(robust_at=10, T=0))
+    assert not torch.equal(moved.z, end.z)
 
 
 def _smooth_images(n, c=3, size=64, seed=0):
@@ -411,7 +408,7 @@ def test_fill_value_itself_has_no_effect_on_mimic(prior):
 
 
 def test_clip_sign_finds_truncations_and_nothing_else():
-    from mimic.engine import clip_sign
+    from mimic.imageops import clip_sign
 
     x = _smooth_images(6)
     assert clip_sign(x) is None  # natural images: nothing piles up at either end
@@ -448,24 +445,21 @@ def test_clip_detection_lets_pgd_see_through_a_truncation(prior):
 
 def test_clip_makes_every_fit_to_y_one_sided():
     """At pixels clipped from above, G(z) brighter than y costs nothing in L_obs or in L_I's |y - G(z)| term."""
-    from mimic.engine import clip_sign, losses
+    from mimic.fidelity import Fidelity, group_robust_weights
+    from mimic.imageops import clip_sign
 
     x = _smooth_images(2).view(1, 2, 3, 64, 64)
     level = 136 / 127.5 - 1
     y = x.clamp(max=level)
     s = clip_sign(y)
     cfg = MimicConfig(lam_I=1.0, clip=True)
+    fit, plain = Fidelity(y, cfg, torch.ones(1, 2)), Fidelity(y, cfg.replace(clip=False), torch.ones(1, 2))
     brighter = torch.where(s > 0, y + 0.3, y)  # G(z) above the truncation where y is truncated, equal elsewhere
-    l_obs, _, l_id = losses(y, brighter, brighter, None, cfg, obs=lambda a, b: a.new_zeros(a.shape[:2]), clip=s)
-    assert (l_id == 0).all()
-    _, _, l_id_plain = losses(y, brighter, brighter, None, cfg, obs=lambda a, b: a.new_zeros(a.shape[:2]))
-    assert (l_id_plain > 0.05).all()
+    assert (fit.ident(brighter, brighter) == 0).all() and (fit.obs(brighter) == 0).all()
+    assert (plain.ident(brighter, brighter) > 0.05).all() and (plain.obs(brighter) > 0.05).all()
     darker = torch.where(s > 0, y - 0.3, y)  # below a lower bound: still paid for
-    _, _, l_id_dark = losses(y, darker, darker, None, cfg, obs=lambda a, b: a.new_zeros(a.shape[:2]), clip=s)
-    assert torch.allclose(l_id_dark, l_id_plain)
+    assert torch.allclose(fit.ident(darker, darker), plain.ident(brighter, brighter))
     # nor do the robust weights mute a pixel for being brighter than a truncated y
-    from mimic.engine import group_robust_weights
-
     w = group_robust_weights(y, brighter, torch.ones(1, 2), cfg.replace(robust=2.0), clip=s)
     assert (w == 1).all()
     assert group_robust_weights(y, brighter, torch.ones(1, 2), cfg.replace(robust=2.0)).min() < 0.01
@@ -474,7 +468,7 @@ def test_clip_makes_every_fit_to_y_one_sided():
 def test_keep_observed_takes_observed_pixels_and_generates_only_the_missing(prior):
     """keep_observed: the output is y where an observation with detected fill is observed, G(z) blended into it
     elsewhere; with keep_tv=0 an observation with no fill (nothing known to be missing) is G(z) everywhere."""
-    from mimic.engine import blend_observed, fill_mask
+    from mimic.imageops import blend_observed, fill_mask
 
     g = torch.Generator().manual_seed(11)
     x = _prior_images(prior, 3, g)  # (1, 3, 3, 64, 64)
@@ -494,7 +488,7 @@ def test_keep_observed_takes_observed_pixels_and_generates_only_the_missing(prio
     assert torch.allclose(b.x[0, :2], blend_observed(a.x[0, :2], y[0, :2], k.float()), atol=1e-6)
     assert not torch.equal(a.x[0, :2][k], y[0, :2][k])
     with pytest.raises(ValueError, match="keep_observed needs fill"):
-        solve(prior.G, prior.D, y, FAST.replace(keep_observed=True))
+        FAST.replace(keep_observed=True)
 
 
 def test_keep_observed_adds_the_denoised_residual_where_nothing_is_missing(prior):
@@ -503,7 +497,7 @@ def test_keep_observed_adds_the_denoised_residual_where_nothing_is_missing(prior
     and y; keep_tv=0 leaves G(z) as it is."""
     import torch.nn.functional as F
 
-    from mimic.engine import denoise_tv, noise_sigma
+    from mimic.imageops import denoise_tv, noise_sigma
 
     g = torch.Generator().manual_seed(12)
     x = F.interpolate(torch.rand(3, 3, 4, 4, generator=g) * 1.6 - 0.8, size=64, mode="bilinear").unsqueeze(0)
@@ -519,13 +513,13 @@ def test_keep_observed_adds_the_denoised_residual_where_nothing_is_missing(prior
     err = lambda v: (v - x).square().mean().item()
     assert err(b.x) < 0.1 * err(a.x) and err(b.x) < 0.4 * err(y)
     with pytest.raises(ValueError, match="keep_tv"):
-        run(cfg.replace(keep_observed=True, keep_tv=-1.0))
+        cfg.replace(keep_observed=True, keep_tv=-1.0)
 
 
 def test_denoise_tv_matches_scikit_image_and_noise_sigma_measures_white_noise():
     from skimage.restoration import denoise_tv_chambolle
 
-    from mimic.engine import denoise_tv, noise_sigma
+    from mimic.imageops import denoise_tv, noise_sigma
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 24, 24, generator=g) * 2 - 1  # (2, 3, 24, 24)
@@ -547,7 +541,7 @@ def test_denoise_tv_matches_scikit_image_and_noise_sigma_measures_white_noise():
 def test_blend_observed_is_the_harmonic_fill_of_the_residual():
     """blend_observed: observed pixels kept; a missing pixel gets x plus the average of its neighbours' residuals, so
     an x that is off by a constant in a hole is corrected exactly, and a hole in a linear ramp is filled exactly."""
-    from mimic.engine import blend_observed
+    from mimic.imageops import blend_observed
 
     ramp = torch.linspace(-0.8, 0.8, 32).view(1, 1, 1, 32).expand(2, 3, 32, 32).contiguous()  # (2, 3, 32, 32)
     obs = torch.ones_like(ramp)
@@ -558,3 +552,18 @@ def test_blend_observed_is_the_harmonic_fill_of_the_residual():
     assert (out - ramp).abs().max() < 1e-3
     out0 = blend_observed(torch.zeros_like(ramp), y, obs, iters=2000)  # no x at all: the hole is interpolated
     assert (out0 - ramp).abs().max() < 1e-2
+
+
+@pytest.mark.parametrize("field,value", [("T", -1), ("warm_steps", -100), ("T2", 2.5), ("restarts", 0),
+                                         ("lr_g", float("nan")), ("lr_s", 0.0), ("lr_warm", float("inf")),
+                                         ("lam_I", -0.1), ("robust_smooth", 0),
+                                         ("surrogate", "nope"), ("inits", ("identity", "identity")),
+                                         ("obs_norm", "l3"), ("keep_tv", -1.0)])
+def test_config_refuses_bad_values_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=f"MimicConfig.{field} "):
+        MimicConfig().replace(**{field: value})
+
+
+def test_config_refuses_unknown_fields():
+    with pytest.raises(TypeError, match="unknown MimicConfig field"):
+        MimicConfig().replace(separable=True)
