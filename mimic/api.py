@@ -1,36 +1,147 @@
-"""The Python API: ``recover(images, task=...)`` and ``compare(...)``."""
+"""The Python API: ``recover(images, task=...)``, and ``recover_groups``, the one path from prepared observations to
+recoveries that ``recover`` and the folder runner share.
+
+Images are cut into groups of at most ``batch_size`` observations (in input order, never mixing channel counts);
+every group gets its own surrogate, and its randomness comes from its contents (the names of its images) and the
+seed, not from its position in a run: a group gives the same recovery alone, in a resumed run or in any batch.
+"""
 from __future__ import annotations
 
-import sys
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .engine import MimicConfig, solve
-from .inputs import InputError, prepare
+from .inputs import InputError, Prepared, prepare
 from .io import to_tensor, to_uint8
 from .priors import Prior, load_prior
 from .tasks import Task, get_task
 
-__all__ = ["Recovery", "recover", "resolve_device", "make_groups"]
+__all__ = ["Recovery", "GroupResult", "recover", "recover_groups", "resolve_device", "make_groups", "group_seed",
+           "fill_notice"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error."""
+    """"auto" -> the first CUDA device when there is one, else the CPU; "cpu", "cuda", "cuda:K" as given (an
+    error naming the valid indices when CUDA or device K does not exist)."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available (use auto or cpu)")
-    if device not in ("cpu",) and not str(device).startswith("cuda"):
-        raise InputError(f"unknown device {device!r}; valid: auto, cpu, cuda")
-    return torch.device(device)
+    d = str(device)
+    if d == "cpu":
+        return torch.device("cpu")
+    if d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {d}: no CUDA device is available (use auto or cpu)")
+        n = torch.cuda.device_count()
+        if d != "cuda" and int(d[5:]) >= n:
+            raise InputError(f"--device {d}: no such GPU; valid: {', '.join(f'cuda:{k}' for k in range(n))}")
+        return torch.device(d)
+    raise InputError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:K")
+
+
+def make_groups(channels: list[int], batch_size: int) -> list[list[int]]:
+    """Groups of at most ``batch_size`` indices, in input order, never mixing channel counts."""
+    if batch_size < 1:
+        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    groups = []
+    for c in sorted(set(channels)):
+        idx = [i for i, ci in enumerate(channels) if ci == c]
+        groups += [idx[k : k + batch_size] for k in range(0, len(idx), batch_size)]
+    return sorted(groups, key=lambda g: g[0])
+
+
+def group_seed(seed: int, names: list[str]) -> int:
+    """The seed of one group: a hash of the run's seed and its images' names (63 bits)."""
+    h = hashlib.sha256(f"{int(seed)}\n".encode() + "\n".join(names).encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(h[:8], "little") & (2**63 - 1)
+
+
+def fill_notice(n_images: int, mean_fraction: float) -> str:
+    """The notice for images in which fill pixels were detected."""
+    return (f"{n_images} image(s) hold a constant fill value in {100 * mean_fraction:.0f}% of their pixels on average; "
+            "those pixels were left out of the fit (fill detection; fill=False / --no-fill fits them)")
 
 
 @dataclass
+class GroupResult:
+    """One recovered group: per image uint8 arrays and figures, and the group's surrogate.
+
+    images : (n, R, R, C) uint8 recoveries; mimicked : (n, R, R, C_obs) uint8, the surrogate applied to them;
+    tensor : (n, C, R, R) float32 in [-1, 1] (CPU); z : (n, nz); obs_loss, fill : (n,) float; retried : whether
+    the group diverged and ran again with a smaller step.
+    """
+
+    index: list  # indices of the group's images in the prepared input
+    images: np.ndarray
+    mimicked: np.ndarray
+    tensor: torch.Tensor
+    z: torch.Tensor
+    obs_loss: np.ndarray
+    fill: np.ndarray
+    surrogate: dict
+    history: dict
+    retried: bool
+
+
+def recover_groups(images: list, names: list, groups: list[list[int]], *, cfg: MimicConfig, prior: Prior,
+                   method: str, device: torch.device, seed: int, groups_per_call: int | None = None,
+                   callback=None):
+    """Recover ``groups`` of prepared observations; yields a :class:`GroupResult` per group, in order.
+
+    Parameters
+    ----------
+    images : list of uint8 (R, R, C) arrays, C in {1, prior channels}
+    names : list of str
+        One per image; with ``seed`` they seed each group (``group_seed``).
+    groups : list of list of int
+        Indices into ``images`` (``make_groups``).
+    groups_per_call : int, optional
+        Groups solved together (default: all on CUDA, 1 on a CPU, where two groups in one call take 1.9x one).
+    """
+    if method not in ("mimic", "pgd"):
+        raise InputError(f"unknown method {method!r}; valid: mimic, pgd")
+    R, C = prior.resolution, prior.channels
+    gpc = groups_per_call or (len(groups) if device.type == "cuda" else 1)
+    # calls: runs of at most gpc consecutive groups with the same channel count
+    calls, cur = [], []
+    for g in groups:
+        if cur and (len(cur) >= gpc or images[cur[0][0]].shape[-1] != images[g[0]].shape[-1]):
+            calls.append(cur)
+            cur = []
+        cur.append(g)
+    if cur:
+        calls.append(cur)
+    for gs in calls:
+        B, cobs = max(len(g) for g in gs), images[gs[0][0]].shape[-1]
+        y = torch.zeros(len(gs), B, cobs, R, R)  # (S, B, C_obs, R, R), padded
+        valid = torch.zeros(len(gs), B)
+        for s, g in enumerate(gs):
+            y[s, : len(g)] = to_tensor(np.stack([images[i] for i in g]))
+            valid[s, : len(g)] = 1
+        # one generator per call, seeded by its first group (a call is one group on a CPU)
+        gen = torch.Generator().manual_seed(group_seed(seed, [names[i] for i in gs[0]]))
+        out = solve(prior.G, prior.D, y.to(device), cfg, method=method, valid=valid.to(device), generator=gen,
+                    callback=callback)
+        x, fx, z, ol = out.x.cpu(), out.fx.cpu(), out.z.cpu(), out.obs_loss.cpu().numpy()
+        frac = None if out.fill is None else out.fill.cpu().numpy()
+        for s, g in enumerate(gs):
+            k = len(g)
+            yield GroupResult(
+                index=list(g), images=to_uint8(x[s, :k]), mimicked=to_uint8(fx[s, :k]), tensor=x[s, :k].clone(),
+                z=z[s, :k].clone(), obs_loss=ol[s, :k].astype(float),
+                fill=np.zeros(k) if frac is None else frac[s, :k].astype(float),
+                surrogate={"kind": out.surrogate.kind, "init": out.init[s], "in_channels": C, "out_channels": cobs,
+                           "state_dict": out.surrogate.group_state(s)},
+                history={kk: v[:, s].tolist() for kk, v in out.history.items()}, retried=s in out.retried)
+
+
+@dataclass(repr=False)
 class Recovery:
     """Result of :func:`recover`.
 
@@ -48,13 +159,12 @@ class Recovery:
         Index of the group (and so of the surrogate) of each image.
     obs_loss : ndarray (N,) final L_obs per image
     surrogates : list of dict
-        Per group: the surrogate kind, channels and its weights (state dict of that group).
+        Per group: the surrogate kind, its kept start, channels and its weights (state dict of that group).
     history : list of dict
         Per group: name -> list of the group's mean loss after the warm start and each outer iteration.
     names : list of str
     fill : ndarray float (N,)
-        Fraction of each observation's pixel values detected as a constant fill and left out of the fit
-        (``fill`` option, on in the blind preset); 0 where none was found or detection is off.
+        Fraction of each observation's pixel values detected as a constant fill and left out of the fit.
     """
 
     images: np.ndarray
@@ -77,146 +187,145 @@ class Recovery:
     seconds: float
     notices: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
-    restarted_groups: list = field(default_factory=list)
+    retried_groups: list = field(default_factory=list)
     fill: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
+    def __repr__(self) -> str:
+        return (f"Recovery({len(self)} image(s), {len(self.surrogates)} group(s), task={self.task!r}, "
+                f"method={self.method!r}, prior={self.prior!r}, device={self.device!r}, {self.seconds:.1f} s)")
 
-def fill_notice(n_images: int, mean_fraction: float) -> str:
-    """The notice for images in which fill pixels were detected."""
-    return (f"{n_images} image(s) hold a constant fill value in {100 * mean_fraction:.0f}% of their pixels on average; "
-            "those pixels were left out of the fit (fill detection; fill=False / --no-fill fits them)")
+    def save(self, folder) -> Path:
+        """Write the CLI's layout into ``folder``: recovered/ and mimicked/ PNGs named after the inputs (``image_i``
+        for arrays), report.json. Returns the folder."""
+        from .io import save_json, save_png
+
+        folder = Path(folder)
+        stems = [_stem(n, i) for i, n in enumerate(self.names)]
+        for i, s in enumerate(stems):
+            save_png(folder / "mimicked" / f"{s}.png", self.mimicked[i])
+            save_png(folder / "recovered" / f"{s}.png", self.images[i])
+        save_json(folder / "report.json", {
+            "settings": {"task": self.task, "method": self.method, "prior": self.prior,
+                         "prior_sha256": self.prior_sha256, "schedule": self.config, "seed": self.seed,
+                         "device": self.device},
+            "images": [{"stem": s, "input": n, "group": int(g), "obs_loss": float(o), "fill": float(f)}
+                       for s, n, g, o, f in zip(stems, self.names, self.group, self.obs_loss, self.fill)]})
+        return folder
 
 
-def make_groups(channels: list[int], batch_size: int) -> list[list[int]]:
-    """Groups of at most ``batch_size`` indices, in input order, never mixing channel counts."""
-    groups = []
-    for c in sorted(set(channels)):
-        idx = [i for i, ci in enumerate(channels) if ci == c]
-        groups += [idx[k : k + batch_size] for k in range(0, len(idx), batch_size)]
-    return sorted(groups, key=lambda g: g[0])
-
-
-def _group_state(sur, s: int) -> dict:
-    return {k: v[s].detach().cpu().clone() for k, v in sur.state_dict().items()}
+def _stem(name: str, i: int) -> str:
+    if name.startswith("image[") and name.endswith("]"):
+        return f"image_{i}"
+    return Path(name).stem
 
 
 def recover(images, *, task: str | Task | MimicConfig | None = None, method: str = "mimic",
             prior: str | Prior | None = None, batch_size: int = 25, device: str = "auto", seed: int = 0,
             strict_size: bool = False, groups_per_call: int | None = None, progress: bool = False,
-            names: list | None = None, callback=None, **overrides) -> Recovery:
+            names: list | None = None, on_error: str = "raise", callback=None, **overrides) -> Recovery:
     """Recover clean images from corrupted observations with no knowledge of the corruption.
 
     Parameters
     ----------
-    images : uint8 ndarray (N, H, W) or (N, H, W, C) | list of uint8 arrays or paths | float Tensor (N, C, H, W) in [-1, 1]
-        | str or PathLike (one image file, or a folder: its images, recursively, sorted)
+    images : uint8 ndarray (N, H, W) or (N, H, W, C) | list of uint8 arrays or paths | float Tensor (N, C, H, W) in
+        [-1, 1] | str or PathLike (one image file, or a folder: its images, recursively, sorted)
     task : str | Task | MimicConfig, optional
         A preset name (``mimic.list_tasks()``); ``None`` is the task-agnostic "blind" preset.
     method : {"mimic", "pgd"}
         MimicGAN, or plain GAN-prior inversion (the surrogate fixed to identity).
     prior : str | Prior, optional
-        A shipped prior name (``mimic.list_priors()``), a prior folder, or a loaded ``Prior``;
-        default: the task's prior (``celeba64`` for the face tasks).
+        A shipped prior name (``mimic.list_priors()``), a prior folder, or a loaded ``Prior``; default: the task's.
     batch_size : int
         Observations per group; each group gets its own surrogate.
-    device : {"auto", "cpu", "cuda"}
+    device : {"auto", "cpu", "cuda", "cuda:K"}
     seed : int
-        Seeds the surrogates' initialisation and the restarts.
-    groups_per_call : int, optional
-        Groups optimised together (default: all on CUDA, 1 on CPU).
+        With the images' names, seeds each group (its surrogate's initialisation and restarts).
+    names : list of str, optional
+        One per image (default: the paths, or ``image[i]``).
+    on_error : {"raise", "skip"}
+        An unreadable path raises (default) or is skipped and listed in ``Recovery.skipped``.
     **overrides
         ``MimicConfig`` fields (e.g. ``T=5``, ``warm_steps=100``).
     """
     t0 = time.perf_counter()
+    if on_error not in ("raise", "skip"):
+        raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
+        raise InputError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     dev = resolve_device(device)
     t = get_task(task)
-    pr = load_prior(prior if prior is not None else t.prior, device=dev)
     cfg = t.config.replace(**overrides) if overrides else t.config
-    if method not in ("mimic", "pgd"):
-        raise InputError(f"unknown method {method!r}; valid: mimic, pgd")
-    if batch_size < 1:
-        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    pr = load_prior(prior if prior is not None else t.prior, device=dev)
     prep = prepare(images, resolution=pr.resolution, strict_size=strict_size, names=names)
+    if prep.skipped and on_error == "raise":
+        name, why = prep.skipped[0]
+        raise InputError(f"{name}: {why}")
     if not prep.images:
         raise InputError("no readable images to recover")
-    chans = [im.shape[-1] for im in prep.images]
+    return _recover_prepared(prep, t, cfg, pr, method=method, batch_size=batch_size, device=dev, seed=int(seed),
+                             groups_per_call=groups_per_call, progress=progress, callback=callback, t0=t0)
+
+
+def _recover_prepared(prep: Prepared, t: Task, cfg: MimicConfig, pr: Prior, *, method, batch_size, device, seed,
+                      groups_per_call, progress, callback, t0) -> Recovery:
     for im, nm in zip(prep.images, prep.names):
         if im.shape[-1] not in (1, pr.channels):
             raise InputError(f"{nm}: {im.shape[-1]}-channel observation cannot be explained by the "
                              f"{pr.channels}-channel prior {pr.name!r}")
-    groups = make_groups(chans, batch_size)
+    groups = make_groups([im.shape[-1] for im in prep.images], batch_size)
     n = len(prep.images)
-    R, C = pr.resolution, pr.channels
-    x_all = torch.empty(n, C, R, R)
-    z_all = torch.empty(n, pr.nz)
-    loss_all = np.empty(n)
-    gid = np.empty(n, dtype=np.int64)
+    x_all, z_all = torch.empty(n, pr.channels, pr.resolution, pr.resolution), torch.empty(n, pr.nz)
+    loss_all, fill_all, gid = np.empty(n), np.zeros(n), np.empty(n, dtype=np.int64)
     mimicked: list = [None] * n
-    surrogates: list = [None] * len(groups)
-    history: list = [None] * len(groups)
-    restarted = []
-    fill_all = np.zeros(n)  # per image: fraction of its pixel values detected as fill
-    # CPU: one group per call (measured: two groups in one call take 1.9x as long as one, no batching gain
-    # on 2 cores; benchmarks/results/speed); GPU: all groups in one call
-    gpc = groups_per_call or (len(groups) if dev.type == "cuda" else 1)
-    # calls: runs of consecutive groups with the same channel count
-    calls, cur = [], []
-    for gi, g in enumerate(groups):
-        if cur and (len(cur) >= gpc or chans[groups[cur[0]][0]] != chans[g[0]]):
-            calls.append(cur)
-            cur = []
-        cur.append(gi)
-    if cur:
-        calls.append(cur)
-
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    prog = Progress(TextColumn(f"[bold]{method}"), BarColumn(), TextColumn("{task.completed}/{task.total} images"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress,
-                    console=__import__("rich.console", fromlist=["Console"]).Console(stderr=True))
-    with prog:
-        ptask = prog.add_task("recover", total=n)
-        for call in calls:
-            gs = [groups[gi] for gi in call]
-            B = max(len(g) for g in gs)
-            cobs = chans[gs[0][0]]
-            y = torch.zeros(len(gs), B, cobs, R, R)
-            valid = torch.zeros(len(gs), B)
-            for s, g in enumerate(gs):
-                y[s, : len(g)] = to_tensor(np.stack([prep.images[i] for i in g]))
-                valid[s, : len(g)] = 1
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + call[0])
-            out = solve(pr.G, pr.D, y.to(dev), cfg, method=method, valid=valid.to(dev), generator=gen,
-                        callback=callback)
-            x, fx, z, ol = out.x.cpu(), out.fx.cpu(), out.z.cpu(), out.obs_loss.cpu().numpy()
-            frac = None if out.fill is None else out.fill.cpu().numpy()  # (S, B) fill fraction the engine left out
-            for s, (gi, g) in enumerate(zip(call, gs)):
-                k = len(g)
-                x_all[g] = x[s, :k]
-                z_all[g] = z[s, :k]
-                loss_all[g] = ol[s, :k]
-                if frac is not None:
-                    fill_all[g] = frac[s, :k]
-                gid[g] = gi
-                fxu = to_uint8(fx[s, :k])
-                for j, i in enumerate(g):
-                    mimicked[i] = fxu[j]
-                surrogates[gi] = {"kind": out.surrogate.kind, "init": out.init[s], "in_channels": C, "out_channels": cobs,
-                                  "state_dict": _group_state(out.surrogate, s)}
-                history[gi] = {kk: v[:, s].tolist() for kk, v in out.history.items()}
-                if s in out.retried:
-                    restarted.append(gi)
-            prog.advance(ptask, sum(len(g) for g in gs))
+    surrogates, history, retried = [], [], []
+    with _progress(progress, method, n) as advance:
+        for gi, r in enumerate(recover_groups(prep.images, prep.names, groups, cfg=cfg, prior=pr, method=method,
+                                              device=device, seed=seed, groups_per_call=groups_per_call,
+                                              callback=callback)):
+            g = r.index
+            x_all[g], z_all[g], loss_all[g], fill_all[g], gid[g] = r.tensor, r.z, r.obs_loss, r.fill, gi
+            for j, i in enumerate(g):
+                mimicked[i] = r.mimicked[j]
+            surrogates.append(r.surrogate)
+            history.append(r.history)
+            if r.retried:
+                retried.append(gi)
+            advance(len(g))
     notices = list(prep.notices)
     if (fill_all > 0).any():
         notices.append(fill_notice(int((fill_all > 0).sum()), float(fill_all[fill_all > 0].mean())))
-    if restarted:
-        notices.append(f"{len(restarted)} group(s) diverged and were restarted with a smaller step: {restarted}")
+    if retried:
+        notices.append(f"{len(retried)} group(s) diverged and ran again with a smaller step: {retried}")
     return Recovery(images=to_uint8(x_all), tensor=x_all, mimicked=mimicked, observed=list(prep.images), z=z_all,
                     group=gid, obs_loss=loss_all, surrogates=surrogates, history=history, names=prep.names,
                     method=method, task=t.name, config=asdict(cfg), prior=pr.name, prior_sha256=pr.sha256,
-                    device=str(dev), seed=seed, seconds=time.perf_counter() - t0, notices=notices,
-                    skipped=prep.skipped, restarted_groups=restarted, fill=fill_all)
+                    device=str(device), seed=seed, seconds=time.perf_counter() - t0, notices=notices,
+                    skipped=prep.skipped, retried_groups=retried, fill=fill_all)
+
+
+class _progress:
+    """A rich progress bar on stderr (or nothing); ``with _progress(on, label, total) as advance: advance(k)``."""
+
+    def __init__(self, on: bool, label: str, total: int):
+        self.on, self.label, self.total = on, label, total
+
+    def __enter__(self):
+        if not self.on:
+            return lambda k: None
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.prog = Progress(TextColumn(f"[bold]{self.label}"), BarColumn(),
+                             TextColumn("{task.completed}/{task.total} images"), TimeElapsedColumn(),
+                             TimeRemainingColumn(), console=Console(stderr=True))
+        self.prog.__enter__()
+        task = self.prog.add_task(self.label, total=self.total)
+        return lambda k: self.prog.advance(task, k)
+
+    def __exit__(self, *exc):
+        if self.on:
+            self.prog.__exit__(*exc)
+        return False

@@ -17,7 +17,7 @@ import torch
 from .data import IMAGE_EXTENSIONS, celeba_crop, list_images
 from .io import ImageReadError, read_image, to_uint8
 
-__all__ = ["InputError", "Prepared", "prepare", "scan_folder"]
+__all__ = ["InputError", "Prepared", "input_notices", "prepare", "scan_folder"]
 
 
 class InputError(ValueError):
@@ -30,6 +30,17 @@ class Prepared:
     names: list  # display names (file paths relative to the folder, or "image[i]")
     notices: list = field(default_factory=list)
     skipped: list = field(default_factory=list)  # (name, reason)
+    counts: dict = field(default_factory=dict)  # {"alpha": n, "resized": n}: what the notices say
+
+
+def input_notices(counts: dict, resolution: int) -> list:
+    """The notices for images whose alpha was dropped or that were resized (``Prepared.counts``)."""
+    notices = []
+    if counts.get("alpha"):
+        notices.append(f"dropped the alpha channel of {counts['alpha']} image(s)")
+    if counts.get("resized"):
+        notices.append(f"centre-cropped and resized {counts['resized']} image(s) to {resolution}x{resolution}")
+    return notices
 
 
 def _fit(arr: np.ndarray, name: str, res: int, strict: bool, counts: dict) -> np.ndarray:
@@ -39,6 +50,8 @@ def _fit(arr: np.ndarray, name: str, res: int, strict: bool, counts: dict) -> np
         raise InputError(f"{name}: expected an image (H, W) or (H, W, C) with C in 1..4, got shape {arr.shape}")
     if arr.dtype != np.uint8:
         raise InputError(f"{name}: expected uint8 pixels, got {arr.dtype}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"{name}: empty image (shape {arr.shape})")
     if arr.shape[-1] in (2, 4):
         arr = arr[..., :-1]
         counts["alpha"] += 1
@@ -90,6 +103,8 @@ def prepare(images, *, resolution: int, strict_size: bool = False, names=None) -
                          "a list of arrays or paths, or a path to an image or a folder")
     if names is None:
         names = [str(it) if isinstance(it, (str, os.PathLike)) else f"image[{i}]" for i, it in enumerate(items)]
+    elif len(names) != len(items):
+        raise InputError(f"names: {len(names)} given for {len(items)} image(s)")
     for it, name in zip(items, names):
         if isinstance(it, (str, os.PathLike)):
             try:
@@ -99,12 +114,7 @@ def prepare(images, *, resolution: int, strict_size: bool = False, names=None) -
                 continue
         out.append(_fit(np.asarray(it), name, resolution, strict_size, counts))
         out_names.append(name)
-    notices = []
-    if counts["alpha"]:
-        notices.append(f"dropped the alpha channel of {counts['alpha']} image(s)")
-    if counts["resized"]:
-        notices.append(f"centre-cropped and resized {counts['resized']} image(s) to {resolution}x{resolution}")
-    return Prepared(out, out_names, notices, skipped)
+    return Prepared(out, out_names, input_notices(counts, resolution), skipped, counts)
 
 
 def scan_folder(folder: str | os.PathLike) -> list[Path]:

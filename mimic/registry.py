@@ -24,31 +24,34 @@ class Registry:
 
     def __init__(self, kind: str, *, sort: bool = True):
         self.kind, self.sort = kind, sort
-        self._entries: dict[str, Any] = {}
+        self.entries: dict[str, Any] = {}  # name -> entry
 
     def register(self, name: str, entry: Any = None):
         """Register ``entry`` under ``name``; without an entry, a decorator that registers what it decorates."""
         def add(obj):
-            if name in self._entries:
+            if name in self.entries:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
-            self._entries[name] = obj
+            self.entries[name] = obj
             return obj
 
         return add if entry is None else add(entry)
 
     def names(self) -> list[str]:
-        return sorted(self._entries) if self.sort else list(self._entries)
+        return sorted(self.entries) if self.sort else list(self.entries)
+
+    def __iter__(self):
+        return iter(self.names())
 
     def __contains__(self, name) -> bool:
-        return name in self._entries
+        return name in self.entries
 
     def __getitem__(self, name: str) -> Any:
-        if name not in self._entries:
+        if name not in self.entries:
             raise KeyError(f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}")
-        return self._entries[name]
+        return self.entries[name]
 
     def items(self):
-        return [(n, self._entries[n]) for n in self.names()]
+        return [(n, self.entries[n]) for n in self.names()]
 
     def get(self, name_or_obj, *, instance_of: type | tuple | None = None, build: Callable | None = None, **kw):
         """The entry named ``name_or_obj`` (built with ``build(entry, **kw)`` when given), or ``name_or_obj`` itself

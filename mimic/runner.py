@@ -1,29 +1,44 @@
 """Folder jobs behind the CLI: recover, compare and corrupt whole folders.
 
-Guarantees: never writes inside the input folder; every output file is written
-atomically; a re-run resumes (images already in ``OUT/recovered`` are skipped
-unless ``overwrite``); unreadable files are reported and skipped.
+Guarantees:
+
+- nothing is written inside the input folder; every output file is written atomically;
+- one pass: every input is read once, when its group is about to run (memory stays flat with the folder's size);
+  metrics and the grid come from the arrays in memory;
+- groups are formed from the sorted file list (at most ``batch_size`` images, never mixing channel counts), and
+  each group's randomness comes from its images' names and the seed: a resumed run gives the bytes an
+  uninterrupted one gives;
+- ``OUT/journal.jsonl`` gets one line per finished group, appended and flushed after the group's files are in
+  place; ``report.json`` is rebuilt from the journal at the end of every run, so after ``kill -9`` at any moment
+  the same command finishes the rest and reports every image exactly once;
+- ``OUT/settings.json`` records what made the outputs; a run with other settings into the same OUT is refused
+  (``--overwrite`` redoes everything); ``OUT/.lock`` (the holder's pid) refuses a second concurrent run;
+- unreadable files are reported by name and skipped (exit code 1 at the end).
 """
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import __version__
-from .api import Recovery, fill_notice, recover, resolve_device
+from .api import fill_notice, make_groups, recover_groups, resolve_device
 from .corruptions import get_corruption
-from .inputs import InputError, prepare, scan_folder
-from .io import ImageReadError, make_grid, read_image, save_json, save_png, to_tensor, to_uint8
+from .inputs import InputError, input_notices, prepare, scan_folder
+from .io import ImageReadError, labeled_grid, read_image, save_json, save_png, to_tensor, to_uint8
 from .metrics import psnr, ssim
 from .priors import load_prior
 from .tasks import get_task
 
 __all__ = ["recover_folder", "compare_folder", "corrupt_folder", "FolderResult", "check_out_dir"]
+
+GRID_N = 8  # images shown in grid.png
 
 
 @dataclass
@@ -35,154 +50,351 @@ class FolderResult:
     notices: list = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
+    preview: dict = field(default_factory=dict)  # stem -> {"observed", "mimicked", "recovered", "clean"} arrays
 
 
 def check_out_dir(inp: Path, out: Path) -> None:
     """Refuse an output folder equal to or inside the input folder."""
-    i, o = inp.resolve(), out.resolve()
+    i, o = Path(inp).resolve(), Path(out).resolve()
     if o == i or i in o.parents:
         raise InputError(f"{out}: the output folder must not be the input folder or inside it")
+
+
+def _check_writable(out: Path) -> None:
+    """Create OUT and prove that a file can be written there (before any compute)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise InputError(f"{out}: output folder not writable ({e.strerror or type(e).__name__})") from None
 
 
 def _rel_stem(p: Path, root: Path) -> str:
     return p.relative_to(root).with_suffix("").as_posix()
 
 
-def _grid_rows(rows: list[list[np.ndarray]], n: int = 8) -> np.ndarray:
-    tiles = []
-    for row in rows:
-        row = [np.repeat(a, 3, -1) if a.shape[-1] == 1 else a for a in row[:n]]
-        tiles += row + [np.full_like(row[0], 255)] * (n - len(row))
-    return make_grid(np.stack(tiles), ncol=n)
+class FolderLock:
+    """``OUT/.lock`` holding the pid and host of the run that writes OUT; a lock whose process is gone is stale."""
 
+    def __init__(self, out: Path):
+        self.path = out / ".lock"
+        self.held = False
 
-def _load_clean(clean_dir: Path | None, stems: list[str], resolution: int) -> dict:
-    if clean_dir is None:
-        return {}
-    files = {}
-    for p in scan_folder(clean_dir):
-        files.setdefault(_rel_stem(p, clean_dir), p)
-    out = {}
-    for s in stems:
-        if s in files:
+    def __enter__(self):
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(2):
             try:
-                prep = prepare([read_image(files[s])], resolution=resolution, names=[str(files[s])])
-                out[s] = prep.images[0]
-            except (ImageReadError, InputError):
-                pass
-    return out
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    other = json.loads(self.path.read_text() or "{}")
+                except (OSError, ValueError):
+                    other = {}
+                if other.get("host") == me["host"] and other.get("pid") and not _alive(other["pid"]):
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                raise InputError(f"{self.path.parent}: in use by another run (pid {other.get('pid', '?')} on "
+                                 f"{other.get('host', '?')}; remove {self.path} if that run is gone)") from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return self
+        raise InputError(f"{self.path}: could not take the lock")
+
+    def __exit__(self, *exc):
+        if self.held:
+            self.path.unlink(missing_ok=True)
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OverflowError):
+        return True
+    return True
+
+
+class Journal:
+    """``OUT/journal.jsonl``: one JSON line per finished group (its images' records), appended and fsynced; a torn
+    last line (a kill mid-write) is ignored. ``records()`` maps stem -> its latest record."""
+
+    def __init__(self, out: Path):
+        self.path = out / "journal.jsonl"
+
+    def records(self) -> dict:
+        recs = {}
+        if not self.path.exists():
+            return recs
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # torn line
+            for r in entry.get("images", []):
+                recs[r["stem"]] = r
+        return recs
+
+    def append(self, records: list) -> None:
+        line = json.dumps({"images": records}) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _decodes(p: Path) -> bool:
+    try:
+        read_image(p)
+        return True
+    except (ImageReadError, OSError):
+        return False
+
+
+def _peek_channels(p: Path) -> int:
+    """Observation channels of an image file from its header (1 gray, 3 colour; alpha is dropped), without decoding."""
+    from PIL import Image
+
+    with Image.open(p) as im:
+        return 1 if im.mode in ("L", "1", "F") or im.mode.startswith("I") else 3
+
+
+def _settings(t, method, pr, cfg, batch_size, seed, inp) -> dict:
+    """What determines the outputs: a resumed run must have the same."""
+    return {"task": t.name, "method": method, "prior": pr.name, "prior_sha256": pr.sha256, "schedule": asdict(cfg),
+            "batch_size": batch_size, "seed": seed, "input": str(Path(inp).resolve())}
+
+
+def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
+    path = out / "settings.json"
+    if overwrite or not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except ValueError as e:
+        raise InputError(f"{path}: damaged ({e}); use --overwrite to redo the folder") from None
+    diff = [k for k in settings if json.dumps(old.get(k), sort_keys=True) != json.dumps(settings[k], sort_keys=True)]
+    if diff:
+        show = ", ".join(f"{k} {old.get(k)!r} -> {settings[k]!r}" for k in diff if k != "schedule")
+        if "schedule" in diff:
+            sk = [k for k in settings["schedule"] if old.get("schedule", {}).get(k) != settings["schedule"][k]]
+            show = ", ".join(filter(None, [show, "schedule " + ", ".join(
+                f"{k} {old.get('schedule', {}).get(k)!r} -> {settings['schedule'][k]!r}" for k in sk)]))
+        raise InputError(f"{out}: made with other settings ({show}); use --overwrite to redo it or another --out")
+
+
+def _load_clean(clean_files: dict, stem: str, resolution: int):
+    p = clean_files.get(stem)
+    if p is None:
+        return None
+    try:
+        return prepare([read_image(p)], resolution=resolution, names=[str(p)]).images[0]
+    except (ImageReadError, InputError):
+        return None
 
 
 def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, batch_size: int = 25,
                    device: str = "auto", seed: int = 0, clean=None, strict_size: bool = False,
                    overwrite: bool = False, progress: bool = True, groups_per_call: int | None = None,
-                   log=print, subdir: str = "", **overrides) -> FolderResult:
-    """Recover every image of ``inp`` into ``out`` (layout: recovered/, mimicked/, report.json, grid.png)."""
+                   trust_unverified: bool = False, **overrides) -> FolderResult:
+    """Recover every image of ``inp`` into ``out`` (layout: recovered/, mimicked/ (not for PGD), journal.jsonl,
+    settings.json, report.json, grid.png)."""
     inp, out = Path(inp), Path(out)
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {batch_size}")
     files = scan_folder(inp)
     check_out_dir(inp, out)
+    clean_files = {}
+    if clean is not None:  # before any compute: a wrong path must not cost the run
+        clean = Path(clean)
+        for p in scan_folder(clean):
+            clean_files.setdefault(_rel_stem(p, clean), p)
     dev = resolve_device(device)
     t = get_task(task)
-    pr = load_prior(prior if prior is not None else t.prior, device=dev)
+    cfg = t.config.replace(**overrides) if overrides else t.config
+    pr = load_prior(prior if prior is not None else t.prior, device=dev, trust_unverified=trust_unverified)
+    _check_writable(out)
     res = FolderResult(out=out)
-    # duplicate stems (a.png and a.jpg) would overwrite each other's outputs
-    seen, unique = {}, []
+    # one output per stem: a.png and a.jpg would overwrite each other's outputs
+    seen, stems = {}, []
     for p in files:
         s = _rel_stem(p, inp)
         if s in seen:
             res.skipped.append((str(p), f"same name as {seen[s].name}; outputs would collide"))
             continue
-        seen[s] = p
-        unique.append(p)
-    report_path = out / "report.json"
-    old = json.loads(report_path.read_text()) if report_path.exists() and not overwrite else {}
-    per_image = {r["stem"]: r for r in old.get("images", [])} if old else {}
-    todo = []
-    for p in unique:
-        s = _rel_stem(p, inp)
-        if not overwrite and (out / "recovered" / f"{s}.png").exists():
-            res.resumed += 1
+        chans = None
+        try:
+            chans = _peek_channels(p)
+        except Exception as e:  # noqa: BLE001  (any header the reader refuses: reported below like the others)
+            try:
+                read_image(p)
+            except ImageReadError as err:
+                res.skipped.append((str(p), str(err).split(": ", 1)[-1]))
+                continue
+            res.skipped.append((str(p), f"not a readable image ({type(e).__name__})"))
             continue
-        todo.append(p)
-    if res.resumed:
-        res.notices.append(f"resuming: {res.resumed} image(s) already recovered in {out / 'recovered'} (use --overwrite to redo)")
-    cfg = t.config.replace(**overrides) if overrides else t.config
+        seen[s] = (p, chans)
+        stems.append(s)
+    settings = _settings(t, method, pr, cfg, batch_size, seed, inp)
     t_start = time.perf_counter()
-    # read everything once (bad files reported and skipped)
-    prep = prepare([str(p) for p in todo], resolution=pr.resolution, strict_size=strict_size,
-                   names=[str(p) for p in todo])
-    res.skipped += prep.skipped
-    res.notices += prep.notices
-    name_to_path = {str(p): p for p in todo}
-    stems = [_rel_stem(name_to_path[nm], inp) for nm in prep.names]
-    # process in chunks so that an interruption keeps every finished group
-    gpc = groups_per_call or (64 if dev.type == "cuda" else 1)
-    chunk = batch_size * gpc
-    group_offset = 1 + max([r.get("group", -1) for r in per_image.values()], default=-1)
-    restarted = []
-    for k in range(0, len(prep.images), chunk):
-        imgs = prep.images[k : k + chunk]
-        rec = recover(imgs, task=t, method=method, prior=pr, batch_size=batch_size, device=dev, seed=seed + k,
-                      groups_per_call=gpc, progress=progress, names=prep.names[k : k + chunk], **overrides)
-        for j, nm in enumerate(rec.names):
-            s = stems[k + j]
-            save_png(out / "mimicked" / f"{s}.png", rec.mimicked[j])
-            save_png(out / "recovered" / f"{s}.png", rec.images[j])  # last: its presence marks the image done
-            per_image[s] = {"stem": s, "input": nm, "group": int(rec.group[j]) + group_offset,
-                            "obs_loss": float(rec.obs_loss[j]), "fill": float(rec.fill[j])}
-        group_offset += len(rec.surrogates)
-        restarted += rec.restarted_groups
-        res.done += len(rec.names)
-        res.notices += [n for n in rec.notices if n not in res.notices and "diverged" in n]
-    filled = [r["fill"] for r in per_image.values() if r.get("fill", 0) > 0]  # this run's and a resumed run's
-    if filled:
-        res.notices.append(fill_notice(len(filled), float(np.mean(filled))))
-    # metrics against clean references
-    all_stems = [s for s in (_rel_stem(p, inp) for p in unique) if s in per_image]
-    clean_imgs = _load_clean(Path(clean) if clean else None, all_stems, pr.resolution)
-    if clean:
-        missing = [s for s in all_stems if s not in clean_imgs]
+    with FolderLock(out):
+        _check_settings(out, settings, overwrite)
+        journal = Journal(out)
+        if overwrite:
+            journal.clear()
+        save_json(out / "settings.json", {**settings, "version": __version__})
+        recs = journal.records()
+        done = {s for s in stems if s in recs and _decodes(out / "recovered" / f"{s}.png")}
+        res.resumed = len(done)
+        if done:
+            res.notices.append(f"resuming: {len(done)} image(s) already recovered in {out / 'recovered'} "
+                               "(use --overwrite to redo)")
+        groups = [[stems[i] for i in g] for g in make_groups([seen[s][1] for s in stems], batch_size)]
+        todo = [[s for s in g if s not in done] for g in groups]
+        todo = [g for g in todo if g]
+        first = set(stems[:GRID_N])
+        retried, counts = [], {"alpha": 0, "resized": 0}
+        from .api import _progress
+
+        with _progress(progress, method, sum(len(g) for g in todo)) as advance:
+            for g in todo:
+                prep = prepare([seen[s][0] for s in g], resolution=pr.resolution, strict_size=strict_size,
+                               names=[str(seen[s][0]) for s in g])
+                res.skipped += prep.skipped
+                counts = {k: counts[k] + prep.counts.get(k, 0) for k in counts}
+                ok = [s for s in g if str(seen[s][0]) in set(prep.names)]
+                if not ok:
+                    continue
+                for im, nm in zip(prep.images, prep.names):
+                    if im.shape[-1] not in (1, pr.channels):
+                        raise InputError(f"{nm}: {im.shape[-1]}-channel observation cannot be explained by the "
+                                         f"{pr.channels}-channel prior {pr.name!r}")
+                (r,) = recover_groups(prep.images, ok, [list(range(len(ok)))], cfg=cfg, prior=pr, method=method,
+                                      device=dev, seed=seed, groups_per_call=1)
+                records = []
+                for j, s in enumerate(ok):
+                    if method != "pgd":  # PGD has no surrogate: its f(x) is x
+                        save_png(out / "mimicked" / f"{s}.png", r.mimicked[j])
+                    save_png(out / "recovered" / f"{s}.png", r.images[j])
+                    rec = {"stem": s, "input": str(seen[s][0]), "group": ok[0], "obs_loss": float(r.obs_loss[j]),
+                           "fill": float(r.fill[j])}
+                    cl = _load_clean(clean_files, s, pr.resolution) if clean_files else None
+                    if cl is not None:
+                        rec["psnr"] = float(psnr(r.images[j][None], cl[None])[0])
+                        rec["ssim"] = float(ssim(r.images[j][None], cl[None])[0])
+                    records.append(rec)
+                    if s in first:
+                        res.preview[s] = {"observed": prep.images[j], "mimicked": r.mimicked[j],
+                                          "recovered": r.images[j], "clean": cl}
+                journal.append(records)
+                if r.retried:
+                    retried.append(ok[0])
+                res.done += len(ok)
+                advance(len(g))
+        res.notices += input_notices(counts, pr.resolution)
+        res.report = _report(out, journal.records(), stems, clean_files, pr.resolution,
+                             {**settings, "device": str(dev), "clean": str(clean) if clean else None}, res,
+                             time.perf_counter() - t_start)
+        if retried:
+            res.notices.append(f"{len(retried)} group(s) diverged and ran again with a smaller step "
+                               f"(groups starting at {', '.join(retried)})")
+        filled = [r["fill"] for r in res.report["images"] if r.get("fill", 0) > 0]
+        if filled:
+            res.notices.append(fill_notice(len(filled), float(np.mean(filled))))
+        _fill_preview(res, out, stems[:GRID_N], seen, clean_files, pr.resolution, method)
+        if res.preview:
+            save_png(out / "grid.png", _grid(res.preview, stems[:GRID_N], method))
+    return res
+
+
+def _report(out, recs, stems, clean_files, resolution, settings, res, seconds) -> dict:
+    """report.json from the journal: every image of the folder that has an output, once, in file order."""
+    rows = []
+    for s in stems:
+        if s not in recs:
+            continue
+        r = dict(recs[s])
+        if clean_files and "psnr" not in r:  # recovered by an earlier run without --clean
+            cl = _load_clean(clean_files, s, resolution)
+            if cl is not None:
+                im = read_image(out / "recovered" / f"{s}.png")
+                r["psnr"], r["ssim"] = float(psnr(im[None], cl[None])[0]), float(ssim(im[None], cl[None])[0])
+        rows.append(r)
+    if clean_files:
+        missing = [r["stem"] for r in rows if "psnr" not in r]
         if missing:
-            res.notices.append(f"no clean reference for {len(missing)} image(s) in {clean}")
-        for s in all_stems:
-            if s in clean_imgs:
-                from .io import read_image as _ri
-                recd = _ri(out / "recovered" / f"{s}.png")
-                per_image[s]["psnr"] = float(psnr(recd[None], clean_imgs[s][None])[0])
-                per_image[s]["ssim"] = float(ssim(recd[None], clean_imgs[s][None])[0])
-    rows = [per_image[s] for s in all_stems]
-    if any("psnr" in r for r in rows):
+            res.notices.append(f"no clean reference for {len(missing)} image(s)")
         ps = [r["psnr"] for r in rows if "psnr" in r]
-        ss = [r["ssim"] for r in rows if "ssim" in r]
-        res.metrics = {"n": len(ps), "psnr_mean": float(np.mean(ps)), "ssim_mean": float(np.mean(ss))}
-    res.report = {
+        if ps:
+            res.metrics = {"n": len(ps), "psnr_mean": float(np.mean(ps)),
+                           "ssim_mean": float(np.mean([r["ssim"] for r in rows if "ssim" in r]))}
+    report = {
         "version": __version__,
-        "settings": {"task": t.name, "method": method, "prior": pr.name, "prior_path": pr.path,
-                     "prior_sha256": pr.sha256, "schedule": cfg.__dict__, "batch_size": batch_size,
-                     "seed": seed, "device": str(dev), "input": str(inp), "clean": str(clean) if clean else None},
-        "timing": {"seconds_this_run": time.perf_counter() - t_start, "images_this_run": res.done,
-                   "images_per_second": res.done / max(time.perf_counter() - t_start, 1e-9)},
+        "settings": settings,
+        "timing": {"seconds_this_run": seconds, "images_this_run": res.done,
+                   "images_per_second": res.done / max(seconds, 1e-9)},
         "metrics": res.metrics,
         "skipped": [{"input": a, "reason": b} for a, b in res.skipped],
         "images": rows,
     }
-    save_json(report_path, res.report)
-    # grid of the first images
-    first = all_stems[:8]
-    if first:
-        obs = []
-        for s in first:
-            p = seen[s]
-            try:
-                obs.append(prepare([read_image(p)], resolution=pr.resolution).images[0])
-            except (ImageReadError, InputError):
-                obs.append(np.zeros((pr.resolution, pr.resolution, 3), np.uint8))
-        rows_img = [obs, [read_image(out / "mimicked" / f"{s}.png") for s in first],
-                    [read_image(out / "recovered" / f"{s}.png") for s in first]]
-        if clean_imgs and all(s in clean_imgs for s in first):
-            rows_img.append([clean_imgs[s] for s in first])
-        save_png(out / "grid.png", _grid_rows(rows_img))
-    return res
+    save_json(out / "report.json", report)
+    return report
+
+
+def _fill_preview(res, out, first, seen, clean_files, resolution, method) -> None:
+    """The grid's images that were not computed in this run (resumed ones), read from OUT and the input."""
+    for s in first:
+        if s in res.preview or not (out / "recovered" / f"{s}.png").exists():
+            continue
+        try:
+            obs = prepare([read_image(seen[s][0])], resolution=resolution).images[0]
+            mim = out / "mimicked" / f"{s}.png"
+            res.preview[s] = {"observed": obs, "recovered": read_image(out / "recovered" / f"{s}.png"),
+                              "mimicked": read_image(mim) if method != "pgd" and mim.exists() else None,
+                              "clean": _load_clean(clean_files, s, resolution) if clean_files else None}
+        except (ImageReadError, InputError):
+            continue
+
+
+def _caption(im, cl):
+    return f"{float(psnr(im[None], cl[None])[0]):.1f} dB" if cl is not None else ""
+
+
+def _grid(preview: dict, first: list, method: str, pgd: dict | None = None) -> np.ndarray:
+    """A labelled grid: observed, f(x), the recovery (and PGD's), clean; PSNR under each recovery with clean."""
+    stems = [s for s in first if s in preview]
+
+    def rgb(a):
+        return np.repeat(a, 3, -1) if a.shape[-1] == 1 else a
+
+    rows, labels, caps = [], [], []
+    cl = [preview[s]["clean"] for s in stems]
+    rows.append(np.stack([rgb(preview[s]["observed"]) for s in stems]))
+    labels.append("observed")
+    caps.append([_caption(preview[s]["observed"], c) for s, c in zip(stems, cl)])
+    if method != "pgd" and all(preview[s]["mimicked"] is not None for s in stems):
+        rows.append(np.stack([rgb(preview[s]["mimicked"]) for s in stems]))
+        labels.append("f(x)")
+        caps.append([])
+    rows.append(np.stack([rgb(preview[s]["recovered"]) for s in stems]))
+    labels.append({"mimic": "MimicGAN", "pgd": "PGD"}.get(method, method))
+    caps.append([_caption(preview[s]["recovered"], c) for s, c in zip(stems, cl)])
+    if pgd is not None and all(s in pgd for s in stems):
+        rows.append(np.stack([rgb(pgd[s]["recovered"]) for s in stems]))
+        labels.append("PGD")
+        caps.append([_caption(pgd[s]["recovered"], c) for s, c in zip(stems, cl)])
+    if all(c is not None for c in cl):
+        rows.append(np.stack([rgb(c) for c in cl]))
+        labels.append("clean")
+        caps.append([])
+    return labeled_grid(rows, row_labels=labels, captions=caps if any(caps) else None)
 
 
 def compare_folder(inp, out, *, task=None, clean=None, progress=True, **kw) -> dict:
@@ -191,27 +403,19 @@ def compare_folder(inp, out, *, task=None, clean=None, progress=True, **kw) -> d
     check_out_dir(inp, out)
     r_m = recover_folder(inp, out / "mimic", task=task, method="mimic", clean=clean, progress=progress, **kw)
     r_p = recover_folder(inp, out / "pgd", task=task, method="pgd", clean=clean, progress=progress, **kw)
-    stems = [r["stem"] for r in r_m.report["images"]][:8]
     metrics = {"task": get_task(task).name, "mimic": r_m.metrics, "pgd": r_p.metrics}
     if r_m.metrics and r_p.metrics:
         metrics["gain_psnr_db"] = r_m.metrics["psnr_mean"] - r_p.metrics["psnr_mean"]
         metrics["gain_ssim"] = r_m.metrics["ssim_mean"] - r_p.metrics["ssim_mean"]
     pim = {r["stem"]: r for r in r_p.report["images"]}
     metrics["images"] = [{"stem": r["stem"], **{f"mimic_{k}": r[k] for k in ("psnr", "ssim", "obs_loss") if k in r},
-                          **{f"pgd_{k}": pim[r["stem"]][k] for k in ("psnr", "ssim", "obs_loss") if k in pim.get(r["stem"], {})}}
+                          **{f"pgd_{k}": pim[r["stem"]][k] for k in ("psnr", "ssim", "obs_loss")
+                             if k in pim.get(r["stem"], {})}}
                          for r in r_m.report["images"]]
     save_json(out / "metrics.json", metrics)
-    if stems:
-        res = load_prior(kw.get("prior") or get_task(task).prior).resolution
-        src = {r["stem"]: r["input"] for r in r_m.report["images"]}
-        obs = [prepare([read_image(src[s])], resolution=res).images[0] for s in stems]
-        rows = [obs, [read_image(out / "mimic" / "mimicked" / f"{s}.png") for s in stems],
-                [read_image(out / "mimic" / "recovered" / f"{s}.png") for s in stems],
-                [read_image(out / "pgd" / "recovered" / f"{s}.png") for s in stems]]
-        cl = _load_clean(Path(clean) if clean else None, stems, res)
-        if cl and all(s in cl for s in stems):
-            rows.append([cl[s] for s in stems])
-        save_png(out / "grid.png", _grid_rows(rows))
+    first = [r["stem"] for r in r_m.report["images"]][:GRID_N]
+    if r_m.preview:
+        save_png(out / "grid.png", _grid(r_m.preview, first, "mimic", pgd=r_p.preview))
     return {"mimic": r_m, "pgd": r_p, "metrics": metrics}
 
 
@@ -219,11 +423,10 @@ def corrupt_folder(inp, out, *, task: str, seed: int = 0, resolution: int | None
                    overwrite: bool = False) -> FolderResult:
     """Apply a registered corruption (a task's, or a corruption name) to every image of ``inp``.
 
-    Writes ``out/<stem>.png`` (the observation) and ``out/corruption.json``. The noise is
-    drawn from one generator seeded by ``seed``, images in sorted order, 256 at a time (a
-    batch-shared pattern, as in stuck_pixels, is shared by each block of 256).
+    Writes ``out/<stem>.png`` (the observation) and ``out/corruption.json``. The noise is drawn from one generator
+    seeded by ``seed``, images in sorted order, 256 at a time (a batch-shared pattern, as in stuck_pixels, is shared
+    by each block of 256).
     """
-    from .corruptions import list_corruptions
     from .tasks import TASKS
 
     inp, out = Path(inp), Path(out)
@@ -233,6 +436,7 @@ def corrupt_folder(inp, out, *, task: str, seed: int = 0, resolution: int | None
     corr = get_corruption(name)
     gray = corr.domain == "fmnist"  # Fashion-MNIST corruptions work on 28x28 gray images
     resolution = resolution or (28 if gray else 64)
+    _check_writable(out)
     res = FolderResult(out=out)
     prep = prepare([str(p) for p in files], resolution=resolution, strict_size=strict_size,
                    names=[str(p) for p in files])

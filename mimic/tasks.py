@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .engine import MimicConfig
+from .registry import Registry
 
-__all__ = ["Task", "TASKS", "list_tasks", "get_task", "DEFAULT_CONFIG"]
+__all__ = ["Task", "TASKS", "list_tasks", "get_task", "register_task", "DEFAULT_CONFIG"]
 
-# The schedule and surrogate defaults chosen on validation faces (docs/TUNING.md).
+# The schedule and surrogate defaults chosen on validation faces (docs/DEFAULTS.md#solver-mimicconfig).
 DEFAULT_CONFIG = MimicConfig()
 
 
@@ -32,68 +33,65 @@ def _paper(lam_I, lam_adv, lr_s, lr_g, **kw) -> MimicConfig:
 
 _FMNIST = DEFAULT_CONFIG.replace(surrogate="gated", obs_norm="l2", lr_s=1e-3, lr_g=1e-3, restarts=4)
 
-# Loss weights as in the paper's Table 1. Learning rates: the paper's, except where validation
-# faces showed a larger step helps the identity-started surrogate and the latent codes follow it
-# (surrogate: gray_blur 2e-4 -> 2e-3, stylize 8e-5 -> 8e-4, occlusion 4e-3 -> 2e-2; latent:
-# gray_blur 1e-3 -> 3e-3, stylize 4e-4 -> 2e-3; docs/TUNING.md). Robust observation weights on occlusion
-# (robust = 2) and inpainting (1.5): +0.5 and +0.4 dB on 200 validation faces (docs/TUNING.md 14; inpainting's
-# 2 -> 1.5 on 200 other validation faces, +0.11, 17). Clip detection
-# (one-sided fit where y piles up at its own max/min level) on gray_blur: +1.9 dB on 100 validation faces (16).
-# stuck_pixels: robust weights from the residual the whole group shares (its one noise pattern), found after 150
-# warm steps, never raised again, then z restarted from z0: +1.2 dB on 200 validation faces (18). stylize: a short
-# warm start and 36 short outer iterations (the same 400 latent steps): +0.8 and +1.1 dB on two validation sets (21);
-# 54 of them (580 latent steps; PGD gets as many): +0.27 dB on both (25).
-TASKS: dict[str, Task] = {
-    t.name: t
-    for t in [
-        Task("gray_blur", "gray_blur", _paper(0.0, 0.0, 2e-3, 3e-3, clip=True),
-             "15x15 Gaussian blur, grayscale, truncated at 120"),
-        Task("stylize", "stylize", _paper(0.0, 0.0, 8e-4, 2e-3, warm_steps=40, T=54, T2=10),
-             "OpenCV stylization, brightest 10% replaced by noise"),
-        Task("negative", "negative", _paper(0.0, 1e-4, 1e-3, 1e-3), "11x11 Gaussian blur, then negation"),
-        Task("stuck_pixels", "stuck_pixels", _paper(1e-1, 1e-4, 4e-3, 3e-3, robust=2.0, robust_stat="signed",
-                                                    robust_smooth=5, robust_power=8.0, robust_keep=True,
-                                                    robust_rewind=True, robust_at=150),
-             "first 26 columns stuck at column 26, noisy"),
-        Task("occlusion", "occlusion", _paper(1e-1, 1e-4, 2e-2, 3e-3, robust=2.0),
-             "noise-filled cross over the centre"),
-        Task("inpainting", "inpainting", _paper(1e-1, 1e-4, 4e-3, 3e-3, robust=1.5),
-             "eight noisy horizontal lines"),
-        # Fashion-MNIST (28x28 gray, prior fmnist28). The identity-started gated surrogate with its negated
-        # candidate start and an L2 observation loss (docs/TUNING.md 8: the paper's Fashion-MNIST surrogate and an
-        # L1 fit lose to PGD; drop_pixels' L1 fit is degenerate). 4 random restarts: the fully connected
-        # generator has many poor optima (see priors/report.py). Learning rates chosen on validation images
-        # (binarize: the larger steps chosen on 50 images lost on 200, docs/TUNING.md 19).
-        *[Task(n, n, _FMNIST.replace(lr_s=lr_s, lr_g=lr_g), d, prior="fmnist28")
-          for n, d, lr_s, lr_g in (("binarize", "thresholded at the median", 1e-3, 1e-3),
-                                   ("drop_pixels", "70% of the pixels set to black", 1e-3, 1e-3),
-                                   ("blur_negative", "25x25 Gaussian blur, then inversion", 1e-2, 3e-3))],
-        Task("adversarial", None, _FMNIST,
-             "test-time defense: clean adversarially perturbed Fashion-MNIST images", prior="fmnist28"),
-        # blind: fill detection on (docs/TUNING.md 15): pixels set to one constant are left out of the fit; clip
-        # detection on (16): pixels piled up at an observation's own max (min) level only bound the fit; robust
-        # weights 1.5 of the group-shared (signed) kind (30): the size kind (|residual|) fell 1 dB below PGD on a
-        # larger blur of the shifted check, the signed kind keeps every blur above PGD (all 18 settings, +3.05 dB)
-        Task("blind", None, DEFAULT_CONFIG.replace(lam_I=5e-2, lam_adv=1e-4, lr_s=2e-3, lr_g=2e-3, fill=True,
-                                                   clip=True, robust=1.5, robust_stat="signed"),
-             "one task-agnostic setting for an unknown corruption"),
-    ]
-}
+# Loss weights as in the paper's Table 1. Every other value and its evidence (validation faces, with the command that
+# measures it): docs/DEFAULTS.md#task-presets, one section per preset. In short: larger surrogate and latent steps
+# than the paper's for gray_blur, stylize and occlusion (the identity-started surrogate needs them); clip detection
+# on gray_blur; robust weights on occlusion, inpainting and stuck_pixels (the latter from the residual the group
+# shares, found after 150 warm steps, never raised again, z rewound); a short warm start and many short outer
+# iterations for stylize.
+_TASKS = Registry("task", sort=False)
+TASKS = _TASKS.entries  # name -> Task, in registration order
+
+
+def register_task(task: Task) -> Task:
+    """Add a task preset to the registry (its name must be new)."""
+    return _TASKS.register(task.name, task)
+
+
+for _t in [
+    Task("gray_blur", "gray_blur", _paper(0.0, 0.0, 2e-3, 3e-3, clip=True),
+         "15x15 Gaussian blur, grayscale, truncated at 120"),
+    Task("stylize", "stylize", _paper(0.0, 0.0, 8e-4, 2e-3, warm_steps=40, T=54, T2=10),
+         "OpenCV stylization, brightest 10% replaced by noise"),
+    Task("negative", "negative", _paper(0.0, 1e-4, 1e-3, 1e-3), "11x11 Gaussian blur, then negation"),
+    Task("stuck_pixels", "stuck_pixels", _paper(1e-1, 1e-4, 4e-3, 3e-3, robust=2.0, robust_stat="signed",
+                                                robust_smooth=5, robust_power=8.0, robust_keep=True,
+                                                robust_rewind=True, robust_at=150),
+         "first 26 columns stuck at column 26, noisy"),
+    Task("occlusion", "occlusion", _paper(1e-1, 1e-4, 2e-2, 3e-3, robust=2.0),
+         "noise-filled cross over the centre"),
+    Task("inpainting", "inpainting", _paper(1e-1, 1e-4, 4e-3, 3e-3, robust=1.5),
+         "eight noisy horizontal lines"),
+    # Fashion-MNIST (28x28 gray, prior fmnist28). The identity-started gated surrogate with its negated
+    # candidate start and an L2 observation loss (docs/DEFAULTS.md#fashion-mnist-presets: the paper's
+    # Fashion-MNIST surrogate and an L1 fit lose to PGD; drop_pixels' L1 fit is degenerate). 4 random restarts: the fully connected
+    # generator has many poor optima (see priors/report.py). Learning rates chosen on validation images
+    # (binarize: the larger steps chosen on 50 images lost on 200).
+    *[Task(n, n, _FMNIST.replace(lr_s=lr_s, lr_g=lr_g), d, prior="fmnist28")
+      for n, d, lr_s, lr_g in (("binarize", "thresholded at the median", 1e-3, 1e-3),
+                               ("drop_pixels", "70% of the pixels set to black", 1e-3, 1e-3),
+                               ("blur_negative", "25x25 Gaussian blur, then inversion", 1e-2, 3e-3))],
+    Task("adversarial", None, _FMNIST,
+         "test-time defense: clean adversarially perturbed Fashion-MNIST images", prior="fmnist28"),
+    # blind (docs/DEFAULTS.md#blind): fill detection (pixels set to one constant left out of the fit), clip
+    # detection (pixels piled up at an observation's own max/min level only bound the fit), robust weights 1.5
+    # of the group-shared (signed) kind: the size kind fell 1 dB below PGD on a larger blur of the shifted
+    # check; the signed kind keeps every blur above PGD
+    Task("blind", None, DEFAULT_CONFIG.replace(lam_I=5e-2, lam_adv=1e-4, lr_s=2e-3, lr_g=2e-3, fill=True,
+                                               clip=True, robust=1.5, robust_stat="signed"),
+         "one task-agnostic setting for an unknown corruption"),
+]:
+    register_task(_t)
 
 
 def list_tasks() -> list[str]:
     """Names of the task presets."""
-    return list(TASKS)
+    return _TASKS.names()
 
 
 def get_task(name_or_obj) -> Task:
-    """A task preset by name; a ``Task`` is returned as is; a ``MimicConfig`` is wrapped as a custom task."""
-    if isinstance(name_or_obj, Task):
-        return name_or_obj
+    """A task preset by name (``None``: the blind preset); a ``Task`` is returned as is; a ``MimicConfig`` is wrapped
+    as a custom task."""
     if isinstance(name_or_obj, MimicConfig):
         return Task("custom", None, name_or_obj, "user configuration")
-    if name_or_obj is None:
-        return TASKS["blind"]
-    if name_or_obj not in TASKS:
-        raise KeyError(f"unknown task {name_or_obj!r}; valid: {', '.join(list_tasks())}")
-    return TASKS[name_or_obj]
+    return _TASKS.get("blind" if name_or_obj is None else name_or_obj, instance_of=Task)

@@ -9,11 +9,11 @@ to ``x``'s device, so a seed gives the same observation on every device.
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..registry import Registry
 
 __all__ = [
     "Corruption",
@@ -27,7 +27,7 @@ __all__ = [
     "rand",
 ]
 
-_REGISTRY: dict[str, Callable[..., "Corruption"]] = {}
+_CORRUPTIONS = Registry("corruption")
 
 
 class Corruption(nn.Module):
@@ -74,26 +74,19 @@ def register_corruption(name: str):
 
     def deco(cls):
         cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return _CORRUPTIONS.register(name, cls)
 
     return deco
 
 
 def list_corruptions(domain: str | None = None) -> list[str]:
     """Registered corruption names (optionally only those of one domain)."""
-    return sorted(k for k, v in _REGISTRY.items() if domain is None or v.domain in (domain, "any"))
+    return [k for k, v in _CORRUPTIONS.items() if domain is None or v.domain in (domain, "any")]
 
 
 def get_corruption(name_or_obj, **kwargs) -> Corruption:
     """A corruption by registry name (with keyword settings), or the object itself."""
-    if isinstance(name_or_obj, nn.Module):
-        if kwargs:
-            raise TypeError("settings can only be given with a corruption name")
-        return name_or_obj
-    if name_or_obj not in _REGISTRY:
-        raise KeyError(f"unknown corruption {name_or_obj!r}; valid: {', '.join(list_corruptions())}")
-    return _REGISTRY[name_or_obj](**kwargs)
+    return _CORRUPTIONS.get(name_or_obj, instance_of=nn.Module, build=lambda cls, **kw: cls(**kw), **kwargs)
 
 
 # ---- helpers ---------------------------------------------------------------------------------

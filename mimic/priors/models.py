@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..registry import Registry
+
 __all__ = [
     "DCGAN64Generator",
     "DCGAN64Discriminator",
@@ -151,7 +153,6 @@ class FMNISTClassifier(nn.Module):
 
 
 # arch name -> (generator class, discriminator class, channels, resolution)
-ARCHS = {
-    "dcgan64": (DCGAN64Generator, DCGAN64Discriminator, 3, 64),
-    "fmnist28": (FMNIST28Generator, FMNIST28Discriminator, 1, 28),
-}
+ARCHS = Registry("prior architecture")
+ARCHS.register("dcgan64", (DCGAN64Generator, DCGAN64Discriminator, 3, 64))
+ARCHS.register("fmnist28", (FMNIST28Generator, FMNIST28Discriminator, 1, 28))

@@ -1,0 +1,163 @@
+"""Folder runs: nothing lost, nothing overwritten, every image reported once, resumed runs identical."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from mimic.cli.main import cli
+
+FAST = ["--warm-steps", "2", "--T", "1", "--T1", "2", "--T2", "2", "--device", "cpu", "--quiet"]
+
+
+def _folder(path, n=3, seed=0):
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path / f"img{i:02d}.png")
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def _outputs(out):
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / "recovered").rglob("*.png"))}
+
+
+def _stems(out):
+    return [r["stem"] for r in json.loads((out / "report.json").read_text())["images"]]
+
+
+def test_kill_9_then_rerun_reports_every_image_once_with_the_uninterrupted_bytes(tmp_path, tiny_prior_dir):
+    inp = _folder(tmp_path / "in", n=8)
+    args = ["--prior", tiny_prior_dir, "--batch-size", "2", "--warm-steps", "20", "--T", "1", "--T1", "3",
+            "--T2", "10", "--device", "cpu", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}  # every run with the same threads: the same float sums
+
+    def cmd(out):
+        return [sys.executable, "-m", "mimic", "recover", str(inp), "--out", str(out), *map(str, args)]
+
+    ref = tmp_path / "ref"
+    assert subprocess.run(cmd(ref), env=env, capture_output=True).returncode == 0
+    out = tmp_path / "out"
+    p = subprocess.Popen(cmd(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = out / "journal.jsonl"
+    t0 = time.time()
+    while time.time() - t0 < 120 and p.poll() is None:
+        if journal.exists() and journal.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.02)
+    assert p.poll() is None, "the run ended before it could be killed"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert len(_outputs(out)) < 8
+    assert (out / ".lock").exists()  # left behind by the killed run: stale, taken over
+    r = subprocess.run(cmd(out), env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stderr
+    assert _stems(out) == [f"img{i:02d}" for i in range(8)]  # every image once, in order
+    assert _outputs(out) == _outputs(ref)  # the same bytes as the uninterrupted run
+    assert not (out / ".lock").exists()
+
+
+def test_other_settings_into_the_same_out_are_refused(tmp_path, tiny_prior_dir):
+    inp = _folder(tmp_path / "in")
+    out = tmp_path / "out"
+    assert run("recover", inp, "--out", out, "--prior", tiny_prior_dir, *FAST).exit_code == 0
+    before = _outputs(out)
+    for extra in (["--method", "pgd"], ["--seed", "3"], ["--task", "gray_blur"], ["--lr-g", "0.5"]):
+        r = run("recover", inp, "--out", out, "--prior", tiny_prior_dir, *FAST, *extra)
+        assert r.exit_code == 2 and "made with other settings" in r.output, (extra, r.output)
+        assert len(r.output.strip().splitlines()) == 1
+    assert _outputs(out) == before
+    r = run("recover", inp, "--out", out, "--prior", tiny_prior_dir, *FAST, "--seed", "3", "--overwrite")
+    assert r.exit_code == 0 and json.loads((out / "report.json").read_text())["settings"]["seed"] == 3
+
+
+def test_a_second_run_into_a_locked_out_is_refused_and_a_stale_lock_taken_over(tmp_path, tiny_prior_dir):
+    inp = _folder(tmp_path / "in")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".lock").write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename}))  # alive: this process
+    r = run("recover", inp, "--out", out, "--prior", tiny_prior_dir, *FAST)
+    assert r.exit_code == 2 and "in use by another run" in r.output
+    assert not (out / "recovered").exists()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / ".lock").write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
+    r = run("recover", inp, "--out", out, "--prior", tiny_prior_dir, *FAST)
+    assert r.exit_code == 0, r.output
+    assert not (out / ".lock").exists()
+
+
+def test_bad_paths_fail_before_any_compute(tmp_path, tiny_prior_dir):
+    inp = _folder(tmp_path / "in")
+    r = run("recover", inp, "--out", tmp_path / "o", "--prior", tiny_prior_dir, "--clean", tmp_path / "typo", *FAST)
+    assert r.exit_code == 2 and "typo" in r.output and not (tmp_path / "o" / "recovered").exists()
+    (tmp_path / "afile").write_text("x")
+    r = run("recover", inp, "--out", tmp_path / "afile", "--prior", tiny_prior_dir, *FAST)
+    assert r.exit_code == 2 and "not writable" in r.output and "Traceback" not in r.output
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root ignores the mode
+            pytest.skip("running as root: a read-only folder is writable")
+        r = run("recover", inp, "--out", ro / "o", "--prior", tiny_prior_dir, *FAST)
+        assert r.exit_code == 2 and "not writable" in r.output
+    finally:
+        ro.chmod(0o700)
+
+
+@pytest.mark.parametrize("opt,value", [("--batch-size", "0"), ("--batch-size", "-1"), ("--T", "-1"),
+                                       ("--warm-steps", "-100"), ("--lr-g", "nan"), ("--lr-s", "0"),
+                                       ("--restarts", "0"), ("--keep-tv", "-1"), ("--seed", "-1")])
+def test_bad_numeric_options_exit_2_naming_the_option(tmp_path, tiny_prior_dir, opt, value):
+    inp = _folder(tmp_path / "in", n=1)
+    r = run("recover", inp, "--out", tmp_path / "o", "--prior", tiny_prior_dir, *FAST, opt, value)
+    assert r.exit_code == 2 and opt in r.output, r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_garbage_output_is_redone_and_damaged_journal_lines_ignored(tmp_path, tiny_prior_dir):
+    inp = _folder(tmp_path / "in")
+    out = tmp_path / "out"
+    assert run("recover", inp, "--out", out, "--prior", tiny_prior_dir, *FAST).exit_code == 0
+    (out / "recovered" / "img01.png").write_bytes(b"garbage")
+    with open(out / "journal.jsonl", "a") as f:
+        f.write('{"images": [{"stem": "img0')  # a torn line
+    r = run("recover", inp, "--out", out, "--prior", tiny_prior_dir, *FAST)
+    assert r.exit_code == 0, r.output
+    assert np.asarray(Image.open(out / "recovered" / "img01.png")).shape == (64, 64, 3)  # redone
+    assert "resuming: 2 image(s)" in r.output
+    assert _stems(out) == ["img00", "img01", "img02"]
+
+
+def test_pgd_writes_no_mimicked_folder_and_grids_are_labelled(tmp_path, tiny_prior_dir):
+    inp = _folder(tmp_path / "in", n=3)
+    r = run("compare", inp, "--out", tmp_path / "cmp", "--prior", tiny_prior_dir, "--clean", inp, *FAST)
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "cmp" / "pgd" / "mimicked").exists()
+    assert (tmp_path / "cmp" / "mimic" / "mimicked" / "img00.png").exists()
+    grid = np.asarray(Image.open(tmp_path / "cmp" / "grid.png"))
+    # five labelled rows (observed, f(x), MimicGAN, PGD, clean) of three 64-pixel images with captions
+    assert grid.shape[0] == 5 * (64 + 12 + 2) + 2
+    assert grid.shape[1] == 90 + 3 * (64 + 2) + 2
+    assert (grid[:, :90] < 128).any()  # the labels are drawn
+
+
+def test_json_summary_on_stdout(tmp_path, tiny_prior_dir):
+    inp = _folder(tmp_path / "in", n=2)
+    r = CliRunner().invoke(cli, ["recover", str(inp), "--out", str(tmp_path / "o"), "--prior",
+                                                 str(tiny_prior_dir), "--json", *FAST])
+    assert r.exit_code == 0
+    d = json.loads(r.stdout)
+    assert d["recovered"] == 2 and d["skipped"] == []
