@@ -147,3 +147,42 @@ def test_blind_preset_reports_and_skips_fill_pixels(tiny_prior_dir):
     off = recover(holes, prior=tiny_prior_dir, device="cpu", fill=False, **FAST)
     assert not any("fill" in n for n in off.notices)
     assert not np.array_equal(r.images, off.images)  # the detected pixels were left out of the fit
+
+
+def test_recovery_repr_is_short_and_save_writes_the_cli_layout(tmp_path, tiny_prior_dir):
+    r = recover(_imgs(3), prior=str(tiny_prior_dir), device="cpu", **FAST)
+    assert len(repr(r)) < 200 and "3 image(s)" in repr(r)
+    d = r.save(tmp_path / "out")
+    assert sorted(p.name for p in (d / "recovered").iterdir()) == ["image_0.png", "image_1.png", "image_2.png"]
+    assert (d / "mimicked" / "image_0.png").exists()
+    import json
+
+    rep = json.loads((d / "report.json").read_text())
+    assert [x["stem"] for x in rep["images"]] == ["image_0", "image_1", "image_2"]
+
+
+def test_api_bad_inputs_raise_one_line_errors(tmp_path, tiny_prior_dir):
+    kw = dict(prior=str(tiny_prior_dir), device="cpu", **FAST)
+    with pytest.raises(InputError, match="missing.png"):
+        recover([_imgs(1)[0], str(tmp_path / "missing.png")], **kw)
+    r = recover([_imgs(1)[0], str(tmp_path / "missing.png")], on_error="skip", **kw)
+    assert len(r) == 1 and r.skipped[0][0].endswith("missing.png")
+    with pytest.raises(InputError, match="names: 1 given for 2"):
+        recover(_imgs(2), names=["a"], **kw)
+    with pytest.raises(InputError, match="empty image"):
+        recover(np.zeros((1, 0, 0, 3), np.uint8), **kw)
+    with pytest.raises(InputError, match="seed"):
+        recover(_imgs(1), seed=2**64, **kw)
+    with pytest.raises(InputError, match="device"):
+        recover(_imgs(1), prior=str(tiny_prior_dir), device="tpu")
+
+
+def test_same_images_same_names_same_result_whatever_the_batch(tiny_prior_dir):
+    """A group's randomness comes from its images' names and the seed, not from its position."""
+    imgs = _imgs(4)
+    names = [f"n{i}" for i in range(4)]
+    a = recover(imgs, names=names, batch_size=2, prior=str(tiny_prior_dir), device="cpu", **FAST)
+    b = recover(imgs[2:], names=names[2:], batch_size=2, prior=str(tiny_prior_dir), device="cpu", **FAST)
+    assert np.array_equal(a.images[2:], b.images)
+    c = recover(imgs[2:], names=names[2:], batch_size=2, seed=1, prior=str(tiny_prior_dir), device="cpu", **FAST)
+    assert not np.array_equal(b.images, c.images)
