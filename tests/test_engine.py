@@ -567,3 +567,20 @@ def test_config_refuses_bad_values_naming_the_field(field, value):
 def test_config_refuses_unknown_fields():
     with pytest.raises(TypeError, match="unknown MimicConfig field"):
         MimicConfig().replace(separable=True)
+
+
+@pytest.mark.parametrize("task", __import__("mimic").list_tasks())
+def test_every_preset_recovers_with_a_prior_of_its_kind(task, tiny_prior_dir, tiny_fmnist_dirs):
+    """Every registered preset runs end to end (a tiny random prior of the preset's kind, a short schedule): finite
+    recoveries in [-1, 1], and a preset with a registered corruption names one that exists."""
+    from mimic import get_corruption, get_task
+
+    t = get_task(task)
+    pr = load_prior(tiny_fmnist_dirs[0] if t.prior == "fmnist28" else tiny_prior_dir)
+    if t.corruption is not None:
+        get_corruption(t.corruption)
+    with torch.no_grad():
+        y = pr.G(torch.rand(3, 100, generator=torch.Generator().manual_seed(0)) * 2 - 1)[None]
+    out = solve(pr.G, pr.D, y, t.config.replace(warm_steps=4, select_after=2, T=1, T1=2, T2=2),
+                generator=torch.Generator().manual_seed(0))
+    assert out.x.shape == y.shape and torch.isfinite(out.x).all() and out.x.abs().max() <= 1

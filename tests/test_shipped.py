@@ -12,6 +12,8 @@ from mimic.metrics import psnr
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SHORT = dict(warm_steps=100, T=4, T1=20, T2=15)
 
+pytestmark = pytest.mark.slow  # real weights, real faces: seconds to a minute each on a CPU (CI runs them)
+
 
 @pytest.fixture(scope="module")
 def clean():
