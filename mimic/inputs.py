@@ -17,7 +17,7 @@ import torch
 from .data import IMAGE_EXTENSIONS, celeba_crop, list_images
 from .io import ImageReadError, read_image, to_uint8
 
-__all__ = ["InputError", "Prepared", "input_notices", "prepare", "scan_folder"]
+__all__ = ["InputError", "Prepared", "folder_notices", "input_notices", "prepare", "scan_folder"]
 
 
 class InputError(ValueError):
@@ -128,3 +128,20 @@ def scan_folder(folder: str | os.PathLike) -> list[Path]:
     if not files:
         raise InputError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
     return files
+
+
+def folder_notices(folder: str | os.PathLike) -> list[str]:
+    """What a scan of ``folder`` passed over without a word: image links that point nowhere and subfolders that
+    cannot be read (one notice each kind, naming the first)."""
+    dangling, unreadable = [], []
+    for root, dirs, names in os.walk(folder, onerror=lambda e: unreadable.append(e.filename)):
+        for n in names:
+            p = os.path.join(root, n)
+            if Path(n).suffix.lower() in IMAGE_EXTENSIONS and os.path.islink(p) and not os.path.exists(p):
+                dangling.append(p)
+    notes = []
+    if dangling:
+        notes.append(f"skipped {len(dangling)} link(s) to missing files (first: {dangling[0]})")
+    if unreadable:
+        notes.append(f"skipped {len(unreadable)} unreadable subfolder(s) (first: {unreadable[0]})")
+    return notes

@@ -30,7 +30,7 @@ import torch
 from . import __version__
 from .api import fill_notice, make_groups, recover_groups, resolve_device
 from .corruptions import get_corruption
-from .inputs import InputError, input_notices, prepare, scan_folder
+from .inputs import InputError, folder_notices, input_notices, prepare, scan_folder
 from .io import ImageReadError, labeled_grid, read_image, save_json, save_png, to_tensor, to_uint8
 from .metrics import psnr, ssim
 from .priors import load_prior
@@ -221,7 +221,7 @@ def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, ba
     cfg = t.config.replace(**overrides) if overrides else t.config
     pr = load_prior(prior if prior is not None else t.prior, device=dev, trust_unverified=trust_unverified)
     _check_writable(out)
-    res = FolderResult(out=out)
+    res = FolderResult(out=out, notices=folder_notices(inp))
     # one output per stem: a.png and a.jpg would overwrite each other's outputs
     seen, stems = {}, []
     for p in files:

@@ -161,3 +161,19 @@ def test_json_summary_on_stdout(tmp_path, tiny_prior_dir):
     assert r.exit_code == 0
     d = json.loads(r.stdout)
     assert d["recovered"] == 2 and d["skipped"] == []
+
+
+def test_dangling_links_and_unreadable_subfolders_are_named_once(tmp_path, tiny_prior_dir):
+    inp = _folder(tmp_path / "in", n=2)
+    (inp / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    locked = inp / "locked"
+    locked.mkdir()
+    _folder(locked, n=1)
+    locked.chmod(0)
+    try:
+        r = run("recover", inp, "--out", tmp_path / "o", "--prior", tiny_prior_dir, *FAST)
+        assert "link(s) to missing files" in r.output and "gone.png" in r.output
+        if not os.access(locked, os.R_OK):  # root reads anything
+            assert "unreadable subfolder" in r.output
+    finally:
+        locked.chmod(0o700)
