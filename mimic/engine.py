@@ -62,6 +62,9 @@ class MimicConfig:
     # --- schedule (not published by the paper; chosen on validation faces) ---
     warm_steps: int = 200  # latent steps through the initial surrogate before the alternation
     select_after: int = 50  # warm steps after which each group keeps its best candidate start
+    select_margin: float = 0.85  # a candidate start other than the first is kept only when its L_obs is below
+    #   select_margin x the first's: an inversion explains its observations far better negated (0.69x), while a
+    #   channel swap or colour change may be explained slightly better by a negated face (0.94x) that is wrong
     T: int = 10  # outer iterations of the alternation
     T1: int = 25  # surrogate steps per outer iteration
     T2: int = 20  # latent steps per outer iteration
@@ -99,6 +102,8 @@ class MimicConfig:
             v = getattr(self, n)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 bad(n, "must be a finite number >= 0")
+        if not (isinstance(self.select_margin, (int, float)) and 0 < self.select_margin <= 1):
+            bad("select_margin", "must be a number in (0, 1]")
         for n in ("lr_s", "lr_g", "lr_warm", "robust_power"):
             v = getattr(self, n)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -405,10 +410,13 @@ class _Run:
     # --- the additions that change the state ---
     @torch.no_grad()
     def keep_best_candidate(self) -> None:
-        """Candidate starts: each group keeps the candidate whose L_obs (the valid images' mean) is lowest."""
+        """Candidate starts: each group keeps the candidate whose L_obs (the valid images' mean) is lowest, a
+        candidate other than the first only when it is lower by the margin ``select_margin``."""
         S0 = self.S // self.K
         l_obs = self.fit.obs(self.f(self.gen()))  # (K*S0, B)
-        idx = best_of((l_obs * self.valid).sum(1) / self.valid.sum(1).clamp(min=1), self.K)  # (S0,)
+        score = (l_obs * self.valid).sum(1) / self.valid.sum(1).clamp(min=1)  # (K*S0,), candidate k at k*S0 + s
+        score = score / torch.where(torch.arange(self.S, device=score.device) < S0, 1.0, self.cfg.select_margin)
+        idx = best_of(score, self.K)  # (S0,)
         self.S, self.chosen = S0, (idx // S0).cpu()
         self.valid, self.lr_scale, self.fit = self.valid[idx], self.lr_scale[idx], self.fit.select(idx)
         self.z = self.z.detach()[idx].clone().requires_grad_(True)

@@ -584,3 +584,13 @@ def test_every_preset_recovers_with_a_prior_of_its_kind(task, tiny_prior_dir, ti
     out = solve(pr.G, pr.D, y, t.config.replace(warm_steps=4, select_after=2, T=1, T1=2, T2=2),
                 generator=torch.Generator().manual_seed(0))
     assert out.x.shape == y.shape and torch.isfinite(out.x).all() and out.x.abs().max() <= 1
+
+
+def test_a_negated_start_must_win_by_the_margin(prior):
+    """A candidate other than the first is kept only when its L_obs is below select_margin x the first's: with a
+    margin that no candidate can meet, every group keeps the identity start, even an inverted one."""
+    y = _y(prior, S=2, seed=3)
+    y[1] = -y[1]
+    cfg = FAST.replace(warm_steps=20, lr_warm=3e-2, T=1)
+    assert solve(prior.G, prior.D, y, cfg).init == ["identity", "negated"]
+    assert solve(prior.G, prior.D, y, cfg.replace(select_margin=1e-3)).init == ["identity", "identity"]

@@ -105,3 +105,38 @@ def test_same_seed_same_weights_whatever_the_group_count():
     b = make("paper", 3, 3, 3, 16, generator=torch.Generator().manual_seed(0))
     for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
         assert torch.equal(p[0], q[0]), n
+
+
+def _fit(f, x, y, steps=400, lr=1e-2):
+    """Fit the surrogate alone to y = T(x) (Adam), returning the final mean |f(x) - y|."""
+    opt = torch.optim.Adam(f.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = (f(x) - y).abs().mean()
+        loss.backward()
+        opt.step()
+    return float((f(x) - y).abs().mean())
+
+
+_T = {  # global colour and tone transforms of u = (x + 1) / 2, back to [-1, 1]
+    "gains_offsets": lambda u: u * torch.tensor([1.2, 0.9, 0.7]).view(3, 1, 1) + torch.tensor([0.0, 0.05, 0.1]).view(3, 1, 1),
+    "colour_mixing": lambda u: torch.einsum("oc,...chw->...ohw", torch.tensor(
+        [[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]]), u),
+    "channel_swap": lambda u: u.flip(-3),
+    "tone_curve": lambda u: u.clamp(min=1e-6) ** 2.2,
+    "veil": lambda u: 0.5 * u + 0.4,
+}
+
+
+@pytest.mark.parametrize("name", list(_T))
+def test_gated_surrogate_learns_global_colour_and_tone_transforms_from_identity(name):
+    """The default surrogate, started at identity, can represent per-channel gains and offsets, 3x3 colour mixing,
+    channel swaps and tone curves: fitted to y = T(x) on smooth images, it ends far below where it starts."""
+    g = torch.Generator().manual_seed(0)
+    u = torch.nn.functional.interpolate(torch.rand(8, 3, 4, 4, generator=g), size=16, mode="bilinear")
+    x = (u * 2 - 1)[None]  # (1, 8, 3, 16, 16)
+    y = (_T[name](u).clamp(0, 1) * 2 - 1)[None]
+    f = make("gated", 1, 3, 3, 16, generator=torch.Generator().manual_seed(0))
+    start = float((f(x) - y).abs().mean())
+    end = _fit(f, x, y)
+    assert end < 0.1 * start and end < 0.02, (name, start, end)
