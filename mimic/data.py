@@ -24,6 +24,9 @@ __all__ = [
     "Split",
     "split_files",
     "default_data_root",
+    "data_dir",
+    "fmnist_dir",
+    "DataNotFoundError",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -35,6 +38,38 @@ def default_data_root() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Data a command needs (CelebA, Fashion-MNIST) is not where it looks: a one-line message naming ``--data`` and
+    ``MIMIC_DATA``."""
+
+
+def data_dir(name: str, data=None) -> Path:
+    """The folder of data set ``name`` ("celeba", "fashion-mnist"): ``data`` if given, else
+    ``default_data_root() / name``; :class:`DataNotFoundError` when it does not exist (an installed package's default
+    root, beside site-packages, never does)."""
+    if data is not None:
+        d = Path(data)
+        if not d.is_dir():
+            raise DataNotFoundError(f"{d}: no such folder (--data)")
+        return d
+    d = default_data_root() / name
+    if not d.is_dir():
+        where = "MIMIC_DATA" if os.environ.get("MIMIC_DATA") else "the default data folder; MIMIC_DATA is not set"
+        raise DataNotFoundError(f"{d}: no {name} data ({where}); give --data DIR, or set MIMIC_DATA to the folder "
+                                f"that holds {name}/")
+    return d
+
+
+def fmnist_dir(data=None) -> Path:
+    """The folder with the Fashion-MNIST IDX files: ``data`` or ``default_data_root() / "fashion-mnist"``, checked to
+    hold the test set (:class:`DataNotFoundError` otherwise)."""
+    root = data_dir("fashion-mnist", data)
+    if not any((root / f"t10k-images-idx3-ubyte{x}").exists() for x in (".gz", "")):
+        raise DataNotFoundError(f"{root}: no Fashion-MNIST test files (t10k-images-idx3-ubyte[.gz]); give --data DIR, "
+                                "or set MIMIC_DATA to the folder that holds fashion-mnist/")
+    return root
 
 
 def list_images(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
@@ -115,7 +150,7 @@ def load_image_folder(files: list[Path], *, size: int = 64, crop_fraction: float
     The result is cached (keyed by the file list, sizes and crop) in ``$MIMIC_CACHE``
     (default ``~/.cache/mimic``) so that later epochs and runs skip the decoding.
     """
-    from PIL import Image
+    from .io import exif_upright, open_image
 
     key = hashlib.sha256()
     for p in files:
@@ -128,8 +163,8 @@ def load_image_folder(files: list[Path], *, size: int = 64, crop_fraction: float
     out = np.empty((len(files), size, size, channels), dtype=np.uint8)
     mode = "RGB" if channels == 3 else "L"
     for i, p in enumerate(files):
-        with Image.open(p) as im:
-            arr = np.asarray(im.convert(mode))
+        with open_image(p) as im:  # refuses images above the pixel limit (MIMIC_MAX_PIXELS) before decoding
+            arr = np.asarray(exif_upright(im).convert(mode))
         if arr.ndim == 2:
             arr = arr[:, :, None]
         out[i] = celeba_crop(arr, size, crop_fraction=crop_fraction).reshape(size, size, channels)

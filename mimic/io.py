@@ -22,7 +22,16 @@ __all__ = [
     "save_json",
     "read_image",
     "ImageReadError",
+    "MAX_PIXELS",
+    "max_pixels",
+    "open_image",
+    "exif_upright",
 ]
+
+#: The largest image (width x height) that is decoded; ``$MIMIC_MAX_PIXELS`` overrides it. A larger file is refused with
+#: :class:`ImageReadError` before its pixels are decoded (a small PNG can declare 14000x13000 pixels: 182 M, 0.5 GB
+#: as RGB). Pillow's own decompression-bomb limit (about 179 M pixels) applies on top of it.
+MAX_PIXELS = 40_000_000
 
 
 class ImageReadError(ValueError):
@@ -110,22 +119,81 @@ def save_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def max_pixels() -> int:
+    """The pixel limit in force: ``$MIMIC_MAX_PIXELS`` (an integer, ``4e7`` accepted) or :data:`MAX_PIXELS`."""
+    env = os.environ.get("MIMIC_MAX_PIXELS", "").strip()
+    if not env:
+        return MAX_PIXELS
+    try:
+        v = float(env)
+    except ValueError:
+        v = float("nan")
+    if not (v >= 1 and v == int(v)):
+        raise ValueError(f"MIMIC_MAX_PIXELS={env!r}: not a positive whole number of pixels")
+    return int(v)
+
+
+def open_image(path: str | os.PathLike, *, limit: int | None = None):
+    """Open an image file (a PIL image, not yet decoded; use it as a context manager) after checking its size against
+    :func:`max_pixels`; :class:`ImageReadError` names the file and its size when it is larger, or says why the file is
+    not an image."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    limit = max_pixels() if limit is None else limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides
+            im = Image.open(path)
+    except Image.DecompressionBombError as e:  # larger than Pillow's own limit, which is checked on opening
+        import re
+
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(m.group(1))} pixels" if m else str(e)
+        raise ImageReadError(f"{path}: image too large ({size}; the limit is {limit} pixels, MIMIC_MAX_PIXELS)") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not a readable image (unknown format)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(f"{path}: not a readable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    w, h = im.size
+    if w * h > limit:
+        im.close()
+        raise ImageReadError(f"{path}: image too large ({w}x{h} = {w * h} pixels; the limit is {limit} pixels, "
+                             "MIMIC_MAX_PIXELS)")
+    return im
+
+
+def exif_upright(im):
+    """``im`` turned as its EXIF orientation tag says (a photo taken sideways), or ``im`` itself when it has none."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001  (damaged EXIF data: the pixels are still the image's, as stored)
+        return im
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 (H, W, C) with C in {1, 3, 4}.
 
     16-bit (and 32-bit integer) gray images are scaled from 0-65535 to 0-255, 32-bit float gray ones from [0, 1];
-    palette images are expanded, gray with alpha becomes RGBA.
+    palette images are expanded, gray with alpha becomes RGBA. An EXIF orientation tag is applied (the image comes
+    back upright, as viewers show it).
 
     Raises
     ------
     ImageReadError
-        With a one-line reason when the file is not a readable image.
+        With a one-line reason when the file is not a readable image, or is larger than :func:`max_pixels`
+        (checked before decoding).
     """
     from PIL import Image, UnidentifiedImageError
 
+    limit = max_pixels()  # a malformed MIMIC_MAX_PIXELS is a ValueError of its own, not an unreadable file
     try:
-        with Image.open(path) as im:
-            im.load()
+        with open_image(path, limit=limit) as im0:
+            im0.load()
+            im = exif_upright(im0)
             if im.mode in ("RGB", "L", "RGBA"):
                 arr = np.asarray(im)
             elif im.mode in ("LA",):
@@ -146,6 +214,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                 arr = np.asarray(im.convert("RGBA" if "transparency" in im.info else "RGB"))
     except ImageReadError:
         raise
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"{path}: image too large ({e})") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not a readable image (unknown format)") from None
     except (OSError, SyntaxError, ValueError) as e:

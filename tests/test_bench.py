@@ -86,6 +86,48 @@ def test_bench_reconstruct_quick(tmp_path, tiny_prior_dir):
     assert {x["method"] for x in json.loads((tmp_path / "reconstruct.json").read_text())["results"]} == {"mimic"}
 
 
+def test_bench_shifted_quick(tmp_path, tiny_prior_dir):
+    import math
+
+    args = ["bench", "shifted", "--quick", "--out", str(tmp_path), "--prior", str(tiny_prior_dir), "--data",
+            str(EXAMPLES / "clean"), "--offset", "0", "--n", "3", "--tasks", "negative", "--device", "cpu"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "shifted.json").read_text())
+    assert res["meta"]["faces"] == f"3 images of {EXAMPLES / 'clean'} from offset 0" and res["meta"]["quick"]
+    rows = res["results"]
+    settings = ["negative", "negative ksize=5", "negative ksize=17"]
+    assert {(x["setting"], x["method"]) for x in rows} == {(s, m) for s in settings
+                                                           for m in ("observed", "pgd", "mimic", "blind")}
+    for x in rows:
+        assert x["n"] == 3 and len(x["psnr"]) == 3 and math.isfinite(x["psnr_mean"]) and x["psnr_mean"] > 0
+        assert ("gain_over_pgd_db" in x) == (x["method"] in ("mimic", "blind"))
+        if "gain_over_pgd_db" in x:
+            pgd = next(p for p in rows if p["setting"] == x["setting"] and p["method"] == "pgd")
+            assert math.isclose(x["gain_over_pgd_db"], x["psnr_mean"] - pgd["psnr_mean"], abs_tol=1e-9)
+    md = (tmp_path / "shifted.md").read_text().splitlines()
+    assert md[0] == "| setting | observed | PGD | MimicGAN (task preset) | gain | blind preset | gain |"
+    assert [line.split(" | ")[0][2:] for line in md[2:]] == settings  # the bench's setting order
+    # a re-run of one method on the tuned settings keeps every other row, and recomputes its own bit for bit
+    r = CliRunner().invoke(cli, args + ["--methods", "blind", "--which", "tuned"])
+    assert r.exit_code == 0, r.output
+    again = json.loads((tmp_path / "shifted.json").read_text())["results"]
+    key = lambda x: (x["setting"], x["method"])  # noqa: E731
+    strip = lambda rows: sorted(({k: v for k, v in x.items() if k != "seconds"} for x in rows), key=key)  # noqa: E731
+    assert strip(again) == strip(rows)
+    # the smoke run never defaults to the committed results
+    r = CliRunner().invoke(cli, ["bench", "shifted", "--quick", "--prior", str(tiny_prior_dir)])
+    assert r.exit_code == 2 and "--out" in r.output
+
+
+def test_parse_overrides():
+    from mimic.bench.report_utils import parse_overrides
+
+    assert parse_overrides("") == {}
+    assert parse_overrides("lr_s=1e-2,inits=('identity', 'negated'),robust_stat='signed',T=54") == {
+        "lr_s": 0.01, "inits": ("identity", "negated"), "robust_stat": "signed", "T": 54}
+
+
 def test_biharmonic_fills_holes_better_than_zeros():
     import numpy as np
 
@@ -187,8 +229,14 @@ def test_accuracy_ci95():
 
     from mimic.bench.classify import accuracy_ci95
 
-    acc, ci = accuracy_ci95(np.array([True] * 90 + [False] * 10))
-    assert acc == 90.0 and 4 < ci < 8
+    acc, (lo, hi) = accuracy_ci95(np.array([True] * 90 + [False] * 10))
+    assert acc == 90.0 and abs(lo - 82.6) < 0.1 and abs(hi - 94.5) < 0.1  # Wilson: not centred on 90
+    acc, (lo, hi) = accuracy_ci95(np.zeros(500, bool))
+    assert acc == 0.0 and lo == 0.0 and 0.7 < hi < 0.8  # not "0.0 ± 0.4"
+    from mimic.bench.classify import accuracy_text
+
+    assert accuracy_text(acc, [lo, hi]) == "0.0 [0.0, 0.8]"
+    assert accuracy_text(90.0, 5.9) == "90.0 ± 5.9"  # a row of a run that stored a half-width
 
 
 def test_bench_defense_quick(tmp_path, tiny_fmnist_dirs, fmnist_root):
@@ -318,7 +366,7 @@ def test_every_attack_keeps_its_budget(fmnist_root, tiny_fmnist_dirs):
 
     pytest.importorskip("art")
     from mimic.bench.classify import fmnist_test_subset
-    from mimic.bench.defense import ATTACKS, _art_classifier, _attack
+    from mimic.bench.defense import ATTACKS, art_classifier, run_attack
     from mimic.io import to_tensor
     from mimic.priors import load_classifier
 
@@ -326,10 +374,10 @@ def test_every_attack_keeps_its_budget(fmnist_root, tiny_fmnist_dirs):
 
     x8, y, _ = fmnist_test_subset(3, seed=0)
     x = to_tensor(x8).numpy()
-    est = _art_classifier(load_classifier(tiny_fmnist_dirs[1]), torch.device("cpu"))
+    est = art_classifier(load_classifier(tiny_fmnist_dirs[1]), torch.device("cpu"))
     for name in ("fgsm", "bim", "deepfool"):
         params = {**ATTACKS[name], **({"max_iter": 3} if "max_iter" in ATTACKS[name] else {})}
-        xa = _attack(name, est, x, y, params)
+        xa = run_attack(name, est, x, y, params)
         assert xa.shape == x.shape and np.isfinite(xa).all() and xa.min() >= -1 and xa.max() <= 1
         if "eps" in params:
             assert np.abs(xa - x).max() <= 2 * params["eps"] + 1e-5  # [0, 1] budget doubled on [-1, 1]
@@ -403,3 +451,36 @@ def test_bench_blind_does_not_resume_recoveries_of_a_changed_preset(tmp_path, ti
     assert CliRunner().invoke(cli, args).exit_code == 0
     r = CliRunner().invoke(cli, args)
     assert "negative      mimic   resumed" in r.output
+
+
+@pytest.mark.parametrize("bench", ["blind", "reconstruct", "shifted", "classify", "defense"])
+def test_benches_without_data_stop_with_one_line(bench, tmp_path, monkeypatch):
+    """An installed package has no data beside it: one line naming --data and MIMIC_DATA, before any work."""
+    from click.testing import CliRunner
+
+    from mimic.cli.main import cli
+
+    if bench == "defense":
+        pytest.importorskip("art")
+    monkeypatch.setenv("MIMIC_DATA", str(tmp_path / "nodata"))
+    r = CliRunner().invoke(cli, ["bench", bench, "--quick", "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert r.exit_code == 2, r.output
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and "--data" in err and "MIMIC_DATA" in err, err
+
+
+@pytest.mark.parametrize("bench", ["blind", "classify", "defense"])
+def test_benches_without_matplotlib_name_the_extra_before_the_run(bench, tmp_path, monkeypatch):
+    """matplotlib is the `bench` extra: a bench that draws figures says so at once, not after hours of work."""
+    import sys
+
+    from click.testing import CliRunner
+
+    from mimic.cli.main import cli
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    r = CliRunner().invoke(cli, ["bench", bench, "--quick", "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert r.exit_code == 2, r.output
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and "mimicgan[bench]" in err, err

@@ -60,3 +60,21 @@ def test_keep_epochs_keeps_each_epoch_and_may_be_switched_on_when_resuming(tmp_p
     k = next(iter(ep2["G"]))
     assert not torch.equal(ep2["G"][k], last["G"][k])  # a copy of epoch 2, not of the last checkpoint
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_exported_prior_carries_its_sha256_and_loads_verified(tmp_path):
+    """export_prior (what `mimic train prior` ends with) writes the card's sha256, so that its output loads without
+    --trust-unverified, and keeps the rest of an existing card."""
+    from mimic.priors.models import DCGAN64Discriminator, DCGAN64Generator
+
+    ckpt = {"G": DCGAN64Generator().state_dict(), "D": DCGAN64Discriminator().state_dict(),
+            "config": {"arch": "dcgan64", "nz": 100, "seed": 0}, "epoch": 1, "global_step": 1, "elapsed": 0.0}
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    out = tmp_path / "prior"
+    out.mkdir()
+    (out / "card.json").write_text(json.dumps({"summary": "mine"}))
+    export_prior(tmp_path / "checkpoint.pt", out, use_ema=False)
+    card = json.loads((out / "card.json").read_text())
+    assert card["summary"] == "mine"
+    assert card["sha256"]["generator.safetensors"] == sha256_file(out / "generator.safetensors")
+    assert load_prior(out).sha256 == card["sha256"]

@@ -20,17 +20,16 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .report_utils import config_json, earlier_run, method_overrides, pyplot, save_figure
-from ..api import recover, resolve_device
+from .report_utils import bench_setup, config_json, earlier_run, method_overrides, pyplot, save_figure
+from ..api import recover
 from ..corruptions import get_corruption
 from ..engine import solve
 from ..io import labeled_grid, read_image, save_json, save_png, save_text, to_tensor, to_uint8
 from ..metrics import mean_ci95, psnr, ssim
-from ..priors import load_prior
 from ..runner import corrupt_folder
 from ..tasks import get_task
 
-__all__ = ["bench_blind", "PAPER_TASKS", "markdown_table"]
+__all__ = ["bench_blind", "PAPER_TASKS", "markdown_table", "oracle_recover"]
 
 PAPER_TASKS = ("gray_blur", "stylize", "negative", "stuck_pixels", "occlusion", "inpainting")
 
@@ -44,7 +43,7 @@ def _made_by(task, m, overrides, supervised_steps) -> dict:
     return {"method": m, "config": config_json(None if base == "blind" else task, ov), "mimic": __version__}
 
 
-def _oracle(pr, task, y_u8, dev, batch_size, seed) -> np.ndarray:
+def oracle_recover(pr, task, y_u8, dev, batch_size, seed) -> np.ndarray:
     """PGD through the true corruption (straight-through where it is not differentiable),
     or with L_obs masked to the pixels the corruption keeps."""
     t = get_task(task)
@@ -70,13 +69,9 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
     """Run the benchmark; writes ``OUT/blind.json`` and ``OUT/blind.md``; returns the JSON dict."""
     from .report_utils import heldout_test_faces
 
-    out = Path(out)
-    dev = resolve_device(device)
-    pr = load_prior(prior, device=dev)
-    overrides = dict(overrides or {})
-    if quick:
-        n = min(n, 8)
-        overrides = {"warm_steps": 20, "T": 2, "T1": 5, "T2": 5, **overrides}
+    out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick)
+    pyplot()  # the figures need matplotlib (the bench extra): a missing one fails now, not after the run
+    n = min(n, 8) if quick else n
     if data is not None:  # a folder of clean 64x64 faces instead of the prior's test split
         from ..priors.report import heldout_images
 
@@ -147,7 +142,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
                 if m == "mimic" and (rec_dir / "mimicked").exists():
                     mimicked = np.stack([read_image(rec_dir / "mimicked" / f"{nm}.png") for nm in names[:8]])
             elif m == "oracle":
-                rec = _oracle(pr, task, y_arr, dev, batch_size, seed)
+                rec = oracle_recover(pr, task, y_arr, dev, batch_size, seed)
             elif m == "supervised":  # not blind: trained on (corrupted, clean) pairs of training faces
                 from .supervised import apply_supervised, train_supervised
 
@@ -316,9 +311,9 @@ def _trace_figures(out: Path, traces: dict) -> None:
 
 def _train_faces(pr, n: int | None = None) -> np.ndarray:
     """The prior's training faces (uint8 (N, 64, 64, 3)): the supervised reference trains on them."""
-    from ..data import default_data_root, list_images, load_image_folder, split_files
+    from ..data import data_dir, list_images, load_image_folder, split_files
 
-    root = default_data_root() / "celeba"
+    root = data_dir("celeba")  # a missing folder: one line naming --data and MIMIC_DATA
     files = list_images(root)
     if not files:
         from ..inputs import InputError

@@ -4,7 +4,7 @@
 extreme corruptions (binarize, drop_pixels, blur_negative). The shipped classifier, trained on
 clean images only, classifies the clean images, the observations, their PGD recovery and their
 MimicGAN recovery (Fashion-MNIST surrogate, groups of 25). Rows: corruption, method, n,
-accuracy (percent, with a 95% Wilson interval).
+accuracy (percent, with its 95% Wilson interval [lo, hi]).
 """
 from __future__ import annotations
 
@@ -16,15 +16,17 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .report_utils import config_json, earlier_run, load_samples, method_overrides, pyplot, save_figure, save_samples
-from ..api import recover, resolve_device
+from .report_utils import (bench_setup, config_json, earlier_run, load_samples, method_overrides, pyplot,
+                           save_figure, save_samples)
+from ..api import recover
 from ..corruptions import get_corruption
-from ..data import default_data_root, load_fmnist
+from ..data import fmnist_dir, load_fmnist
 from ..io import save_json, save_png, save_text, to_tensor, to_uint8
-from ..priors import load_classifier, load_prior
+from ..metrics import format_ci, proportion_ci95
+from ..priors import load_classifier
 from ..tasks import get_task
 
-__all__ = ["bench_classify", "FMNIST_TASKS", "fmnist_test_subset", "accuracy_ci95", "PAPER_FIG3"]
+__all__ = ["bench_classify", "FMNIST_TASKS", "fmnist_test_subset", "accuracy_ci95", "accuracy_text", "PAPER_FIG3"]
 
 FMNIST_TASKS = ("binarize", "drop_pixels", "blur_negative")
 #: The paper's Figure 3 (accuracy %, observed / PGD / MimicGAN); clean 91.5.
@@ -33,20 +35,20 @@ PAPER_FIG3 = {"binarize": (37.0, 25.5, 50.4), "drop_pixels": (25.5, 15.6, 46.4),
 
 def fmnist_test_subset(n: int, seed: int = 0, data=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` random official test images: (uint8 (n, 28, 28, 1), labels (n,), indices (n,)), sorted indices."""
-    root = Path(data) if data is not None else default_data_root() / "fashion-mnist"
-    x, y = load_fmnist(root, "test")
+    x, y = load_fmnist(fmnist_dir(data), "test")  # a missing folder: one line naming --data and MIMIC_DATA
     idx = np.sort(np.random.default_rng(seed).choice(len(x), size=min(n, len(x)), replace=False))
     return x[idx], y[idx], idx
 
 
-def accuracy_ci95(correct: np.ndarray) -> tuple[float, float]:
-    """Accuracy in percent and the half-width of its 95% Wilson interval (percent)."""
-    n = len(correct)
-    p = float(np.mean(correct)) if n else float("nan")
-    z = 1.96
-    den = 1 + z * z / n
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return 100 * p, 100 * float(half)
+def accuracy_ci95(correct: np.ndarray) -> tuple[float, list[float]]:
+    """Accuracy in percent and its 95% Wilson interval [lo, hi] in percent (asymmetric; 0 of 500 is [0.0, 0.8])."""
+    p, lo, hi = proportion_ci95(np.asarray(correct, dtype=bool))
+    return 100 * p, [100 * lo, 100 * hi]
+
+
+def accuracy_text(acc: float, ci) -> str:
+    """``"90.0 [82.6, 94.5]"``; a row of an earlier run that stored a half-width prints ``"90.0 ± 5.9"``."""
+    return format_ci(acc, ci, 1)
 
 
 @torch.no_grad()
@@ -62,15 +64,11 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
                    n: int = 500, device="auto", seed: int = 0, data=None, methods=("pgd", "mimic"),
                    batch_size: int = 25, quick: bool = False, overrides: dict | None = None, log=print) -> dict:
     """Run the benchmark; writes ``OUT/classify.json``, ``OUT/classify.md`` and figures; returns the JSON dict."""
-    out = Path(out)
+    out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick, restarts=1)
+    pyplot()  # the figures need matplotlib (the bench extra): a missing one fails now, not after the run
     out.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
-    pr = load_prior(prior, device=dev)
     clf = load_classifier(classifier, device=dev).eval()
-    overrides = dict(overrides or {})
-    if quick:
-        n = min(n, 25)
-        overrides = {"warm_steps": 20, "T": 2, "T1": 5, "T2": 5, "restarts": 1, **overrides}
+    n = min(n, 25) if quick else n
     clean_u8, labels, idx = fmnist_test_subset(n, seed, data)
     clean = to_tensor(clean_u8)  # (n, 1, 28, 28) in [-1, 1]
     t_all = time.perf_counter()
@@ -95,7 +93,7 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
             row["config"] = config
         rows.append(row)
         per_image.setdefault(corr, {})[method] = pred.tolist()
-        log(f"{corr:14s} {method:9s} accuracy {acc:5.1f}% ± {ci:.1f}  ({secs:.0f} s)")
+        log(f"{corr:14s} {method:9s} accuracy {accuracy_text(acc, ci)} %  ({secs:.0f} s)")
 
     def write():
         new = {(r["corruption"], r["method"]) for r in rows}
@@ -173,11 +171,11 @@ def _earlier(out: Path, same: dict) -> tuple[dict, dict, dict]:
 
 def markdown_table(rows: list[dict]) -> str:
     paper_col = {"observed": 0, "pgd": 1, "mimic": 2}
-    lines = ["| corruption | method | n | accuracy (%) | paper (%) |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| corruption | method | n | accuracy (%) [95% CI] | paper (%) |", "| --- | --- | --- | --- | --- |"]
     for r in rows:
         p = PAPER_FIG3.get(r["corruption"])
         ref = f"{p[paper_col[r['method']]]:.1f}" if p and r["method"] in paper_col else ("91.5" if r["method"] == "clean" else "")
-        lines.append(f"| {r['corruption']} | {r['method']} | {r['n']} | {r['accuracy']:.1f} ± {r['accuracy_ci95']:.1f} | {ref} |")
+        lines.append(f"| {r['corruption']} | {r['method']} | {r['n']} | {accuracy_text(r['accuracy'], r['accuracy_ci95'])} | {ref} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,7 @@
 """`mimic bench defense`: MimicGAN as a test-time defense on Fashion-MNIST (the paper's Figure 4).
 
 Attacks on the shipped classifier come from adversarial-robustness-toolbox (``pip install
-"mimic[attacks]"``): FGSM, PGD (Madry), BIM, DeepFool and Carlini-Wagner L2. Each defense cleans
+"mimicgan[attacks]"``): FGSM, PGD (Madry), BIM, DeepFool and Carlini-Wagner L2. Each defense cleans
 the adversarial images in batches of 100 before the classifier sees them:
 
 - ``none``: the adversarial images as they are;
@@ -28,14 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
-from .report_utils import earlier_run, load_samples, pyplot, save_figure, save_samples
-from ..api import recover, resolve_device
+from .report_utils import bench_setup, earlier_run, load_samples, pyplot, save_figure, save_samples
+from ..api import recover
 from ..inputs import InputError
 from ..io import save_json, save_png, save_text, to_tensor, to_uint8
-from ..priors import load_classifier, load_prior
-from .classify import accuracy_ci95, fmnist_test_subset, predict
+from ..priors import load_classifier
+from .classify import accuracy_ci95, accuracy_text, fmnist_test_subset, predict
 
-__all__ = ["bench_defense", "ATTACKS", "DEFENSES", "PAPER_FIG4", "clean_images"]
+__all__ = ["bench_defense", "ATTACKS", "DEFENSES", "PAPER_FIG4", "clean_images", "art_classifier", "run_attack"]
 
 #: Attack parameters on the [0, 1] pixel scale.
 ATTACKS = {
@@ -51,16 +51,16 @@ PAPER_FIG4 = {"deepfool": (6.2, 80.2, 80.0, 85.4), "cw": (0.4, 67.0, 66.2, 69.2)
               "pgd": (5.4, 60.8, 58.8, 66.4), "fgsm": (11.6, 48.2, 46.6, 60.0)}
 
 
-def _art_classifier(clf, device):
+def art_classifier(clf, device):
     try:
         from art.estimators.classification import PyTorchClassifier
     except ImportError as e:  # pragma: no cover - depends on the optional extra
-        raise InputError('bench defense needs adversarial-robustness-toolbox: pip install "mimic[attacks]"') from e
+        raise InputError('bench defense needs adversarial-robustness-toolbox: pip install "mimicgan[attacks]"') from e
     return PyTorchClassifier(model=clf, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10,
                              clip_values=(-1.0, 1.0), device_type="gpu" if device.type == "cuda" else "cpu")
 
 
-def _attack(name: str, est, x: np.ndarray, y: np.ndarray, params: dict) -> np.ndarray:
+def run_attack(name: str, est, x: np.ndarray, y: np.ndarray, params: dict) -> np.ndarray:
     """x (N, 1, 28, 28) float32 on [-1, 1] -> adversarial x on [-1, 1]; eps-like budgets doubled for the scale."""
     from art.attacks.evasion import (BasicIterativeMethod, CarliniL2Method, DeepFool, FastGradientMethod,
                                      ProjectedGradientDescent)
@@ -111,17 +111,14 @@ def bench_defense(out, *, prior="fmnist28", classifier="fmnist_classifier", atta
                   n_adaptive: int = 100, adaptive_steps: int = 5, quick: bool = False,
                   overrides: dict | None = None, log=print) -> dict:
     """Run the benchmark; writes ``OUT/defense.json``, ``OUT/defense.md`` and plots; returns the JSON dict."""
-    out = Path(out)
+    out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick, restarts=1)
+    pyplot()  # the figures need matplotlib (the bench extra): a missing one fails now, not after the run
     out.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
-    pr = load_prior(prior, device=dev)
     clf = load_classifier(classifier, device=dev).eval()
-    est = _art_classifier(clf, dev)
-    overrides = dict(overrides or {})
+    est = art_classifier(clf, dev)
     if quick:
         n, n_adaptive, adaptive_steps, restarts = min(n, 20), min(n_adaptive, 10), min(adaptive_steps, 2), min(restarts, 2)
         alphas = tuple(alphas[:2])
-        overrides = {"warm_steps": 20, "T": 2, "T1": 5, "T2": 5, "restarts": 1, **overrides}
     n_universal = n if n_universal is None else n_universal
     # the 500 evaluated images, and 15 further test images for the universal perturbation
     clean_u8, labels, idx = fmnist_test_subset(n + 15, seed, data)
@@ -146,7 +143,7 @@ def bench_defense(out, *, prior="fmnist28", classifier="fmnist_classifier", atta
         rows.append({"attack": attack, "method": method, "n": len(lab), "accuracy": acc, "accuracy_ci95": ci,
                      "seconds": secs, "device": str(dev)})
         per_image.setdefault(attack, {})[method] = pred.tolist()
-        log(f"{attack:16s} {method:12s} accuracy {acc:5.1f}% ± {ci:.1f}  ({secs:.0f} s)")
+        log(f"{attack:16s} {method:12s} accuracy {accuracy_text(acc, ci)} %  ({secs:.0f} s)")
 
     def merged() -> tuple[list, list, dict]:
         """The earlier run's rows this run has not (yet) repeated; all rows in the bench's order; per-image
@@ -179,7 +176,7 @@ def bench_defense(out, *, prior="fmnist28", classifier="fmnist_classifier", atta
         add("none", d, predict(clf, clean_images(x, d, **kw), dev), labels, time.perf_counter() - t0)
     for a in attacks:
         t0 = time.perf_counter()
-        xa = torch.from_numpy(_attack(a, est, x.numpy(), labels, ATTACKS[a]))
+        xa = torch.from_numpy(run_attack(a, est, x.numpy(), labels, ATTACKS[a]))
         t_att = time.perf_counter() - t0
         linf = float((xa - x).abs().flatten(1).max(1).values.mean()) / 2
         l2 = float((xa - x).flatten(1).norm(dim=1).mean()) / 2
@@ -194,7 +191,7 @@ def bench_defense(out, *, prior="fmnist28", classifier="fmnist_classifier", atta
         save()
     # universal perturbation: the mean FGSM perturbation of 15 other test images
     xr = to_tensor(rest_u8)
-    delta = (torch.from_numpy(_attack("fgsm", est, xr.numpy(), rest_y, ATTACKS["fgsm"])) - xr).mean(0, keepdim=True)
+    delta = (torch.from_numpy(run_attack("fgsm", est, xr.numpy(), rest_y, ATTACKS["fgsm"])) - xr).mean(0, keepdim=True)
     xu, yu = x[:n_universal], labels[:n_universal]
     for al in alphas:
         xa = (xu + al * delta).clamp(-1, 1)
@@ -259,11 +256,11 @@ def _earlier(out: Path, settings: dict) -> tuple[dict, dict, dict]:
 
 def markdown_table(rows: list[dict]) -> str:
     col = {"none": 0, "cowboy": 1, "defense_gan": 2, "mimic": 3}
-    lines = ["| attack | defense | n | accuracy (%) | paper (%) |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| attack | defense | n | accuracy (%) [95% CI] | paper (%) |", "| --- | --- | --- | --- | --- |"]
     for r in rows:
         p = PAPER_FIG4.get(r["attack"])
         ref = f"{p[col[r['method']]]:.1f}" if p and r["method"] in col else ""
-        lines.append(f"| {r['attack']} | {r['method']} | {r['n']} | {r['accuracy']:.1f} ± {r['accuracy_ci95']:.1f} | {ref} |")
+        lines.append(f"| {r['attack']} | {r['method']} | {r['n']} | {accuracy_text(r['accuracy'], r['accuracy_ci95'])} | {ref} |")
     return "\n".join(lines) + "\n"
 
 

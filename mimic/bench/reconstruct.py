@@ -22,12 +22,11 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..api import recover, resolve_device
+from ..api import recover
 from ..corruptions import get_corruption
 from ..io import make_grid, read_image, save_json, save_png, save_text, to_tensor, to_uint8
 from ..metrics import mean_ci95, psnr, ssim
-from ..priors import load_prior
-from .report_utils import earlier_run
+from .report_utils import bench_setup, earlier_run
 
 __all__ = ["bench_reconstruct", "markdown_table", "CORRUPTIONS", "PAJOT_MSE", "dip", "tv_denoise", "biharmonic"]
 
@@ -150,14 +149,9 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
     """
     from ..priors.report import heldout_images
 
-    out = Path(out)
-    dev = resolve_device(device)
-    pr = load_prior(prior, device=dev)
-    overrides = dict(overrides or {})
+    out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick)
     if quick:
-        n = min(n, 4)
-        overrides = {"warm_steps": 20, "T": 2, "T1": 5, "T2": 5, **overrides}
-        dip_steps = min(dip_steps, 20)
+        n, dip_steps = min(n, 4), min(dip_steps, 20)
     clean_u8, source = heldout_images(pr, n, data=data, which="test")
     clean = to_tensor(clean_u8)
     rows, per_image, figures = [], {}, {}

@@ -1,6 +1,7 @@
-"""Shared pieces of the benchmarks: held-out faces, method names, figures."""
+"""Shared pieces of the benchmarks and experiments: held-out faces, method names, config overrides, figures."""
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import asdict
 
@@ -8,23 +9,76 @@ from ..priors.report import heldout_images
 from ..tasks import get_task
 
 
+#: the schedule of a bench's ``quick`` form (a smoke run: every code path, no meaningful figure)
+QUICK_SCHEDULE = {"warm_steps": 20, "T": 2, "T1": 5, "T2": 5}
+
+
+def bench_setup(out, prior, device, overrides: dict | None, quick: bool, **quick_overrides):
+    """What every bench starts with: (``out`` as a Path, the resolved device, the prior loaded on it, the MimicConfig
+    overrides; for a ``quick`` run the quick schedule and ``quick_overrides`` under the given overrides)."""
+    from pathlib import Path
+
+    from ..api import resolve_device
+    from ..priors import load_prior
+
+    dev = resolve_device(device)
+    overrides = dict(overrides or {})
+    if quick:
+        overrides = {**QUICK_SCHEDULE, **quick_overrides, **overrides}
+    return Path(out), dev, load_prior(prior, device=dev), overrides
+
+
 def heldout_test_faces(prior, n: int):
     """The first ``n`` faces of the prior's held-out *test* split (never used for tuning)."""
     return heldout_images(prior, n, which="test")
 
 
-def earlier_run(path, same: dict) -> dict | None:
-    """The JSON of an earlier bench run at ``path`` if its settings equal ``same`` on every key of ``same``, else
-    None (no file, other settings, or not a bench result). Its rows get the run's device where they lack one."""
+def validation_faces(n: int, offset: int = 0, *, data=None, size: int = 64, holdout: int = 1000):
+    """Faces ``offset .. offset + n`` of the CelebA *validation* split (the first half of the ``holdout`` held-out
+    images; what tuning reads, never the test half the benches report), or of the image folder ``data``.
+
+    Returns (uint8 array (n, size, size, 3), a description of where they come from)."""
+    from ..data import DataNotFoundError, data_dir, list_images, load_image_folder, split_files
+
+    if data is not None:
+        files = list_images(data)[offset : offset + n]
+        if not files:
+            raise ValueError(f"no images in {data} from offset {offset}")
+        return load_image_folder(files, size=size, crop_fraction=1.0), \
+            f"{len(files)} images of {data} from offset {offset}"
+    root = data_dir("celeba")  # a missing folder: one line naming --data and MIMIC_DATA
+    files = list_images(root)
+    if len(files) <= holdout:
+        raise DataNotFoundError(f"{root}: {len(files)} images, not the {holdout} held out and more; give --data DIR, "
+                                "or set MIMIC_DATA to the folder that holds celeba/")
+    files = split_files(files, holdout=holdout).val[offset : offset + n]
+    if not files:
+        raise ValueError(f"the validation split has no faces from offset {offset}")
+    return load_image_folder(files, size=size), f"validation split, {len(files)} faces from offset {offset}"
+
+
+def parse_overrides(text: str) -> dict:
+    """``"lr_s=1e-2,inits=('identity',)"`` -> ``{"lr_s": 0.01, "inits": ("identity",)}``: MimicConfig overrides
+    written as the keyword arguments of a call (values are Python literals; commas inside them are fine)."""
+    call = ast.parse(f"f({text})", mode="eval").body
+    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+
+
+def earlier_run(path, same: dict, *, key: str = "settings", missing: dict | None = None) -> dict | None:
+    """The JSON of an earlier bench run at ``path`` if its settings (the dict under ``key``) equal ``same`` on every
+    key of ``same``, else None (no file, other settings, or not a bench result). A key of ``same`` that the earlier
+    run did not record takes its value in ``missing`` (settings added to a bench after a run was committed). Its
+    rows get the run's device where they lack one."""
     from pathlib import Path
 
     path = Path(path)
     if not path.exists():
         return None
+    missing = missing or {}
     try:
         old = json.loads(path.read_text())
-        st = old["settings"]
-        if any(st.get(k) != v for k, v in same.items()):
+        st = old[key]
+        if any(st.get(k, missing.get(k)) != v for k, v in same.items()):
             return None
         for r in old["results"]:  # rows of runs before rows recorded their device: the run's device
             r.setdefault("device", st["device"])
@@ -71,14 +125,17 @@ def config_json(task: str | None, overrides: dict) -> dict:
 
 
 def pyplot():
-    """matplotlib's pyplot on the Agg backend, or None when matplotlib is missing (figures are optional)."""
+    """matplotlib's pyplot on the Agg backend. matplotlib is the ``bench`` extra: when it is missing, an InputError
+    (one line, naming the extra); the benches that draw figures call this before their run, not after it."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return None
+        from ..inputs import InputError
+
+        raise InputError('this bench draws its figures with matplotlib: pip install "mimicgan[bench]"') from None
     return plt
 
 

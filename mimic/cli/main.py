@@ -14,7 +14,7 @@ import click
 
 from ..inputs import InputError
 from ..priors import PriorError
-from ..surrogate import SURROGATES
+from ..surrogate import list_surrogates
 
 
 def _console():
@@ -45,16 +45,36 @@ def handle_errors(fn):
     return wrapper
 
 
+def _count(ctx, param, value):
+    """Counts (steps, iterations, restarts) are integers >= 0 (>= 1 for restarts)."""
+    lo = 1 if param.name == "restarts" else 0
+    if value is not None and value < lo:
+        raise click.BadParameter(f"must be >= {lo}, got {value}")
+    return value
+
+
+def _rate(ctx, param, value):
+    """Learning rates and weights are finite and > 0 (>= 0 for keep_tv)."""
+    import math
+
+    if value is None:
+        return value
+    if not math.isfinite(value) or value < 0 or (value == 0 and param.name != "keep_tv"):
+        raise click.BadParameter(f"must be a finite number {'>= 0' if param.name == 'keep_tv' else '> 0'}, got {value}")
+    return value
+
+
 def schedule_options(fn):
     for opt in reversed([
-        click.option("--T", "T", type=int, default=None, help="Outer iterations."),
-        click.option("--T1", "T1", type=int, default=None, help="Surrogate steps per outer iteration."),
-        click.option("--T2", "T2", type=int, default=None, help="Latent steps per outer iteration."),
-        click.option("--warm-steps", type=int, default=None, help="Latent steps of the warm start."),
-        click.option("--restarts", type=int, default=None, help="Independent starts (lowest observation loss kept)."),
-        click.option("--lr-g", type=float, default=None, help="Latent learning rate (gamma_g)."),
-        click.option("--lr-s", type=float, default=None, help="Surrogate learning rate (gamma_s)."),
-        click.option("--surrogate", type=click.Choice([k for k in SURROGATES if k != "identity"]), default=None,
+        click.option("--T", "T", type=int, default=None, callback=_count, help="Outer iterations."),
+        click.option("--T1", "T1", type=int, default=None, callback=_count, help="Surrogate steps per outer iteration."),
+        click.option("--T2", "T2", type=int, default=None, callback=_count, help="Latent steps per outer iteration."),
+        click.option("--warm-steps", type=int, default=None, callback=_count, help="Latent steps of the warm start."),
+        click.option("--restarts", type=int, default=None, callback=_count,
+                     help="Random restarts: starts per image (lowest observation loss kept)."),
+        click.option("--lr-g", type=float, default=None, callback=_rate, help="Latent learning rate (gamma_g)."),
+        click.option("--lr-s", type=float, default=None, callback=_rate, help="Surrogate learning rate (gamma_s)."),
+        click.option("--surrogate", type=click.Choice([k for k in list_surrogates() if k != "identity"]), default=None,
                      help="Surrogate kind."),
         click.option("--obs-norm", type=click.Choice(["l1", "l2"]), default=None,
                      help="Norm of the surrogate's observation loss (l2 fits the mean: random masks, dropped pixels)."),
@@ -64,7 +84,7 @@ def schedule_options(fn):
                      help="With --fill: output the observation's own pixels where it is not missing "
                           "(for corruptions that only remove pixels); an observation with nothing missing gets its "
                           "denoised residual added (for corruptions that only add noise)."),
-        click.option("--keep-tv", "keep_tv", type=float, default=None,
+        click.option("--keep-tv", "keep_tv", type=float, default=None, callback=_rate,
                      help="With --keep-observed: TV weight on the residual of an observation with nothing missing, "
                           "in units of its estimated noise sigma (0: not added)."),
         click.option("--clip/--no-clip", "clip", default=None,
@@ -82,7 +102,7 @@ def _pop_overrides(kw) -> dict:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="mimic", message="mimic %(version)s")
+@click.version_option(package_name="mimicgan", message="mimic %(version)s")
 def cli():
     """mimic: blind recovery of corrupted images with a GAN prior (MimicGAN)."""
 
@@ -90,9 +110,13 @@ def cli():
 def _common(fn):
     fn = click.option("--task", default=None, help="Task preset (see `mimic tasks`); default: blind.")(fn)
     fn = click.option("--prior", default=None, help="Shipped prior name or folder (default: the task's, celeba64 for faces).")(fn)
-    fn = click.option("--batch-size", default=25, show_default=True, help="Observations per group (one surrogate each).")(fn)
-    fn = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)(fn)
-    fn = click.option("--seed", default=0, show_default=True)(fn)
+    fn = click.option("--batch-size", type=click.IntRange(min=1), default=25, show_default=True,
+                      help="Observations per group (one surrogate each).")(fn)
+    fn = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")(fn)
+    fn = click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)(fn)
+    fn = click.option("--trust-unverified", is_flag=True,
+                      help="Use a prior folder whose card lists no sha256 for its weights.")(fn)
+    fn = click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")(fn)
     fn = click.option("--clean", type=click.Path(path_type=Path), default=None,
                       help="Folder of clean references with the same names: adds PSNR/SSIM.")(fn)
     fn = click.option("--strict-size", is_flag=True, help="Refuse images that are not at the prior's resolution.")(fn)
@@ -114,17 +138,23 @@ def _print_notices(res):
 @click.option("--method", type=click.Choice(["mimic", "pgd"]), default="mimic", show_default=True)
 @_common
 @handle_errors
-def recover(input, out, method, quiet, **kw):
+def recover(input, out, method, quiet, as_json, **kw):
     """Recover every image of INPUT into OUT (recovered/, mimicked/, report.json, grid.png)."""
     from ..runner import recover_folder
 
     ov = _pop_overrides(kw)
-    res = recover_folder(input, out, method=method, progress=not quiet, **kw, **ov)
+    res = recover_folder(input, out, method=method, progress=not quiet and not as_json, **kw, **ov)
     _print_notices(res)
-    msg = f"recovered {res.done} image(s) into {out / 'recovered'}"
-    if res.metrics:
-        msg += f"; PSNR {res.metrics['psnr_mean']:.2f} dB, SSIM {res.metrics['ssim_mean']:.3f} (n={res.metrics['n']})"
-    click.echo(msg)
+    if as_json:
+        click.echo(json.dumps({"out": str(out), "recovered": res.done, "resumed": res.resumed,
+                               "skipped": [{"input": a, "reason": b} for a, b in res.skipped],
+                               "metrics": res.metrics, "notices": res.notices}))
+    else:
+        msg = f"recovered {res.done} image(s) into {out / 'recovered'}"
+        if res.metrics:
+            msg += (f"; PSNR {res.metrics['psnr_mean']:.2f} dB, SSIM {res.metrics['ssim_mean']:.3f} "
+                    f"(n={res.metrics['n']})")
+        click.echo(msg)
     sys.exit(1 if res.skipped else 0)
 
 
@@ -133,7 +163,7 @@ def recover(input, out, method, quiet, **kw):
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @_common
 @handle_errors
-def compare(input, out, quiet, **kw):
+def compare(input, out, quiet, as_json, **kw):
     """Run MimicGAN and plain PGD on the same observations and compare them."""
     from rich.console import Console
     from rich.table import Table
@@ -141,9 +171,12 @@ def compare(input, out, quiet, **kw):
     from ..runner import compare_folder
 
     ov = _pop_overrides(kw)
-    r = compare_folder(input, out, progress=not quiet, **kw, **ov)
+    r = compare_folder(input, out, progress=not quiet and not as_json, **kw, **ov)
     _print_notices(r["mimic"])
     m = r["metrics"]
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in m.items() if k != "images"}))
+        sys.exit(1 if r["mimic"].skipped else 0)
     if m.get("mimic"):
         t = Table(title=f"{m['task']}: MimicGAN vs PGD (n={m['mimic']['n']})")
         for c in ("method", "PSNR (dB)", "SSIM"):
@@ -275,30 +308,43 @@ def train_classifier_cmd(data, out, epochs, device, seed):
 @click.argument("name")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Folder of clean images (default: the prior's held-out split).")
 @click.option("--n", default=200, show_default=True, help="Held-out images to project.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write the figures as JSON.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="Also write the figures as JSON to this file ('-': print JSON instead of the table).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--no-card", is_flag=True, help="Do not write the figures into the model card.")
+@click.option("--write-card", "card_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Write a model card (card.json, README.md, samples.png, projection.png) with these figures into "
+                   "DIR (never into the package's own pretrained/ folder).")
+@click.option("--trust-unverified", is_flag=True, help="Load weights that card.json lists no sha256 for.")
+@click.option("--no-card", is_flag=True, hidden=True, help="Accepted for old scripts: no card is written by default.")
 @handle_errors
-def prior_report_cmd(name, data, n, json_path, device, no_card):
-    """Measure a prior's quality figures (projection PSNR/SSIM, D sanity) and write its model card."""
+def prior_report_cmd(name, data, n, json_path, device, card_dir, trust_unverified, no_card):
+    """Measure a prior's quality figures (projection PSNR/SSIM, D sanity) and print them (a card only with --write-card)."""
     from ..api import resolve_device
     from ..io import save_json
     from ..priors import load_prior
-    from ..priors.report import prior_report, report_classifier
+    from ..priors.report import check_card_dir, prior_report, report_classifier
 
+    if card_dir is not None:
+        check_card_dir(card_dir)  # before the (long) measurement
     dev = resolve_device(device)
-    pr = load_prior(name, device=dev)  # a shipped name or a folder: a 28x28 gray prior gets the classifier's figures too
+    # a shipped name or a folder: a 28x28 gray prior gets the classifier's figures too
+    pr = load_prior(name, device=dev, trust_unverified=trust_unverified)
     clf = report_classifier(pr, device=dev)
-    q = prior_report(pr, data=data, n=n, device=str(dev), write_card=not no_card, classifier=clf,
+    q = prior_report(pr, data=data, n=n, device=str(dev), card_dir=card_dir, classifier=clf,
                      groups_per_call=8 if dev.type == "cuda" else 2)
-    t = __import__("rich.table", fromlist=["Table"]).Table(title=f"prior {name}")
-    t.add_column("figure")
-    t.add_column("value")
-    for k, v in q.items():
-        t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-    _console().print(t)
-    if json_path:
-        save_json(json_path, q)
+    if json_path is not None and str(json_path) == "-":
+        click.echo(json.dumps(q, indent=2))
+    else:
+        t = __import__("rich.table", fromlist=["Table"]).Table(title=f"prior {name}")
+        t.add_column("figure")
+        t.add_column("value")
+        for k, v in q.items():
+            t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+        _console().print(t)
+        if json_path:
+            save_json(json_path, q)
+    if card_dir is not None:
+        click.echo(f"wrote the model card into {card_dir}", err=True)
 
 
 @cli.group()
@@ -393,6 +439,66 @@ def bench_reconstruct_cmd(out, prior, n, methods, device, seed, dip_steps, dip_n
                       dip_steps=dip_steps, dip_n=dip_n, quick=quick, data=data, overrides=ov,
                       log=lambda m: click.echo(m, err=True))
     click.echo((Path(out) / "reconstruct.md").read_text())
+
+
+@bench.command("shifted")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default: benchmarks/results/shifted, the committed results; --quick needs --out).")
+@click.option("--prior", default="celeba64", show_default=True)
+@click.option("--tasks", default="gray_blur,stylize,negative,stuck_pixels,occlusion,inpainting", show_default=True)
+@click.option("--methods", default="pgd,mimic,blind", show_default=True,
+              help="pgd, mimic (the task's preset), blind (task-agnostic preset); into an --out holding a run on the "
+                   "same faces with the same settings, the rows this run does not measure are kept.")
+@click.option("--which", type=click.Choice(["all", "shifted", "tuned"]), default="all", show_default=True,
+              help="The settings to run: all, only the shifted ones, or only the tuned ones (the reference).")
+@click.option("--n", default=50, show_default=True, help="Validation faces.")
+@click.option("--offset", default=450, show_default=True, help="First validation face (450-499: used by no tuning sweep).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--quick", is_flag=True, help="4 faces and a short schedule (a smoke run).")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Clean faces instead of the validation split.")
+@schedule_options
+@handle_errors
+def bench_shifted_cmd(out, prior, tasks, methods, which, n, offset, device, seed, quick, data, **kw):
+    """The presets off their tuned corruption settings: PGD, task preset, blind preset (PSNR, gain over PGD)."""
+    from ..bench.shifted import bench_shifted
+
+    if out is None:
+        if quick:
+            raise click.UsageError("--quick writes a smoke run: give --out (not the committed results)")
+        out = Path("benchmarks") / "results" / "shifted"
+    ov = _pop_overrides(kw)
+    bench_shifted(out, prior=prior, tasks=tuple(tasks.split(",")), methods=tuple(methods.split(",")), which=which,
+                  n=n, offset=offset, device=device, seed=seed, data=data, quick=quick, overrides=ov,
+                  log=lambda m: click.echo(m, err=True))
+    click.echo((Path(out) / "shifted.md").read_text())
+
+
+@bench.command("unseen")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--prior", default="celeba64", show_default=True)
+@click.option("--half", type=click.Choice(["heldout", "tune", "all"]), default="all", show_default=True,
+              help="The held-out kinds (the figure that counts), the tuning kinds, or both.")
+@click.option("--kinds", default=None, help="Comma-separated damage kinds (default: the half's).")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="Held-out test faces (reported) or validation faces (for tuning).")
+@click.option("--n", default=25, show_default=True, help="Faces per kind and strength.")
+@click.option("--offset", default=0, show_default=True, help="First validation face (--split val).")
+@click.option("--methods", default="pgd,blind,oracle", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--quick", is_flag=True, help="4 faces and a short schedule (a smoke run).")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Clean faces instead of the held-out split.")
+@schedule_options
+@handle_errors
+def bench_unseen_cmd(out, prior, half, kinds, split, n, offset, methods, device, seed, quick, data, **kw):
+    """Kinds of damage no preset was tuned on (a tuning and a held-out half): observation, PGD, blind, oracle."""
+    from ..bench.unseen import bench_unseen
+
+    bench_unseen(out, prior=prior, n=n, half=half, split=split, offset=offset,
+                 kinds=kinds.split(",") if kinds else None, methods=tuple(methods.split(",")), device=device,
+                 seed=seed, data=data, quick=quick, overrides=_pop_overrides(kw), log=lambda m: click.echo(m, err=True))
+    click.echo((Path(out) / "unseen.md").read_text())
 
 
 @bench.command("classify")

@@ -17,7 +17,7 @@ from torch import nn
 
 from .models import ARCHS, FMNISTClassifier
 
-__all__ = ["Prior", "load_prior", "list_priors", "pretrained_dir", "sha256_file", "PriorError", "load_classifier"]
+__all__ = ["Prior", "get_prior", "load_prior", "list_priors", "pretrained_dir", "sha256_file", "PriorError", "load_classifier"]
 
 
 class PriorError(RuntimeError):
@@ -84,13 +84,20 @@ class Prior:
         return next(self.G.parameters()).device
 
 
-def _verify(folder: Path, card: dict, files: list[str]) -> dict:
+def _verify(folder: Path, card: dict, files: list[str], *, trust_unverified: bool = False) -> dict:
+    """sha256 of each weight file, checked against the card's; a file the card lists no sha256 for (or a folder with
+    no card.json) is refused unless ``trust_unverified``."""
     sums = {}
-    expected = card.get("sha256", {})
+    card_path = folder / "card.json"
+    expected = card.get("sha256", {}) if isinstance(card.get("sha256"), dict) else {}
     for fname in files:
         p = folder / fname
         if not p.exists():
             raise PriorError(f"{p}: missing weight file")
+        if fname not in expected and not trust_unverified:
+            why = f"{card_path} lists no sha256 for it" if card_path.exists() else f"no {card_path}"
+            raise PriorError(f"{p}: unverified weights ({why}); pass trust_unverified=True (CLI: --trust-unverified) "
+                             "to use them anyway")
         got = sha256_file(p)
         if fname in expected and expected[fname] != got:
             raise PriorError(f"{p}: sha256 mismatch (file altered or truncated; expected {expected[fname][:12]}…, got {got[:12]}…)")
@@ -105,14 +112,17 @@ def _resolve(name_or_path) -> tuple[str, Path]:
     if str(name_or_path) in list_priors():
         return str(name_or_path), pretrained_dir() / str(name_or_path)
     valid = ", ".join(list_priors()) or "(none shipped)"
-    raise PriorError(f"unknown prior {name_or_path!r}: not a folder and not a shipped prior; valid: {valid}")
+    raise PriorError(f"unknown prior {name_or_path!r} (not a folder either); valid: {valid}")
 
 
-def load_prior(name_or_path="celeba64", *, device="cpu") -> Prior:
+def load_prior(name_or_path="celeba64", *, device="cpu", trust_unverified: bool = False) -> Prior:
     """Load a GAN prior by shipped name (``list_priors()``) or folder path; a ``Prior`` is returned as is.
 
-    Checks each file's sha256 against ``card.json`` and raises :class:`PriorError` with a
-    one-line message naming the file when it is missing or altered.
+    Checks each weight file's sha256 against ``card.json`` and raises :class:`PriorError` with a
+    one-line message naming the file when it is missing or altered, or when there is no sha256 to
+    check it against (no ``card.json``, or a card that lists none for it) unless ``trust_unverified``
+    (a generator altered in place would otherwise be used silently). ``mimic train prior`` and
+    ``export_prior`` write the card's sha256 of the weights they export.
     """
     if isinstance(name_or_path, Prior):
         return name_or_path.to(device)
@@ -127,8 +137,8 @@ def load_prior(name_or_path="celeba64", *, device="cpu") -> Prior:
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     arch = cfg.get("arch")
     if arch not in ARCHS:
-        raise PriorError(f"{cfg_path}: unknown arch {arch!r}; valid: {sorted(ARCHS)}")
-    sums = _verify(folder, card, ["generator.safetensors", "discriminator.safetensors"])
+        raise PriorError(f"{cfg_path}: unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
+    sums = _verify(folder, card, ["generator.safetensors", "discriminator.safetensors"], trust_unverified=trust_unverified)
     Gcls, Dcls, nc, res = ARCHS[arch]
     G, D = Gcls(nz=cfg.get("nz", 100)), Dcls()
     try:
@@ -144,13 +154,17 @@ def load_prior(name_or_path="celeba64", *, device="cpu") -> Prior:
                  sha256=sums, card=card).to(device)
 
 
-def load_classifier(name_or_path="fmnist_classifier", *, device="cpu") -> FMNISTClassifier:
-    """Load the shipped Fashion-MNIST classifier (eval mode, frozen), checking its sha256."""
+get_prior = load_prior  # the registry convention's name (list_priors / get_prior)
+
+
+def load_classifier(name_or_path="fmnist_classifier", *, device="cpu", trust_unverified: bool = False) -> FMNISTClassifier:
+    """Load the shipped Fashion-MNIST classifier (eval mode, frozen), checking its sha256 against ``card.json``
+    (refused, as by :func:`load_prior`, when there is none to check unless ``trust_unverified``)."""
     from safetensors.torch import load_file
 
     _, folder = _resolve(name_or_path)
     card = json.loads((folder / "card.json").read_text()) if (folder / "card.json").exists() else {}
-    _verify(folder, card, ["classifier.safetensors"])
+    _verify(folder, card, ["classifier.safetensors"], trust_unverified=trust_unverified)
     m = FMNISTClassifier()
     m.load_state_dict(load_file(str(folder / "classifier.safetensors")))
     m.eval().requires_grad_(False)

@@ -6,11 +6,14 @@
 - discriminator sanity: mean D logit on real vs generated images and their ROC AUC;
 - a 64-sample grid;
 - for Fashion-MNIST priors with a classifier: its accuracy on the projections.
-and writes them into ``card.json`` / ``README.md`` of the prior folder.
+It returns them; only with ``card_dir`` does it write a model card (``card.json``, ``README.md``, ``samples.png``,
+``projection.png``) there, never into the package's own ``pretrained/`` folder (a shipped card is replaced by
+``python -m tools.ship_prior --card DIR``, which checks that the card was measured on the shipped weights).
 """
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -20,9 +23,13 @@ import torch
 from ..engine import MimicConfig, solve
 from ..io import make_grid, save_json, save_png, to_tensor, to_uint8
 from ..metrics import mean_ci95, psnr, ssim
-from . import load_prior, sha256_file
+from . import PriorError, load_prior, sha256_file
 
-__all__ = ["prior_report", "report_classifier", "heldout_images", "roc_auc", "write_card_markdown", "PROJECTION_CONFIG"]
+__all__ = ["prior_report", "report_classifier", "heldout_images", "roc_auc", "write_card_markdown", "PROJECTION_CONFIG",
+           "checkpoint_val_projection", "CARD_FILES", "check_card_dir", "write_card"]
+
+#: what a model card folder holds (``write_card``; ``tools/ship_prior.py --card`` installs these)
+CARD_FILES = ("card.json", "README.md", "samples.png", "projection.png")
 
 # the projection uses the engine's PGD with its default latent budget
 PROJECTION_CONFIG = MimicConfig()
@@ -61,41 +68,56 @@ def roc_auc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 
 def heldout_images(prior, n: int, data=None, which: str = "test") -> tuple[np.ndarray, str]:
-    """Held-out clean images (uint8 (n, R, R, C)) and a description of where they come from."""
-    from ..data import default_data_root, list_images, load_fmnist, load_image_folder, split_files
+    """Held-out clean images (uint8 (n, R, R, C)) and a description of where they come from.
+
+    Raises :class:`mimic.data.DataNotFoundError` (one line naming ``--data`` and ``MIMIC_DATA``) when the data is
+    missing or holds no images."""
+    from ..data import DataNotFoundError, data_dir, fmnist_dir, list_images, load_fmnist, load_image_folder, split_files
 
     if prior.channels == 1:  # Fashion-MNIST: the official test set
-        root = Path(data) if data else default_data_root() / "fashion-mnist"
+        root = fmnist_dir(data)
         x, _ = load_fmnist(root, "test")
         return x[:n], f"first {n} images of the Fashion-MNIST test set ({root})"
     if data:
-        files = list_images(data)[:n]
+        files = list_images(data_dir("celeba", data))[:n]
+        if not files:
+            raise DataNotFoundError(f"{data}: no images (--data)")
         return load_image_folder(files, size=prior.resolution, crop_fraction=1.0), f"{len(files)} images of {data}"
-    root = default_data_root() / "celeba"
-    split = split_files(list_images(root), holdout=prior.card.get("split", {}).get("holdout", 1000))
-    files = getattr(split, which)[:n]
+    root = data_dir("celeba")
+    files = list_images(root)
+    holdout = prior.card.get("split", {}).get("holdout", 1000)
+    if len(files) <= holdout:
+        raise DataNotFoundError(f"{root}: {len(files)} images, not the {holdout} held out by the prior's split and "
+                                "more; give --data DIR, or set MIMIC_DATA to the folder that holds celeba/")
+    files = getattr(split_files(files, holdout=holdout), which)[:n]
     return load_image_folder(files, size=prior.resolution), \
         f"first {len(files)} images of the held-out {which} split ({files[0].name}..{files[-1].name})"
 
 
 def prior_report(name_or_path, *, data=None, n: int = 200, device="cpu", batch_size: int = 25,
-                 groups_per_call: int = 2, write_card: bool = True, progress: bool = True,
-                 classifier=None, cfg: MimicConfig | None = None, split: str = "test") -> dict:
+                 groups_per_call: int = 2, card_dir=None, progress: bool = True,
+                 classifier=None, cfg: MimicConfig | None = None, split: str = "test",
+                 trust_unverified: bool = False) -> dict:
     """Measure a prior's quality figures (see module docstring); returns them as a dict.
 
     ``split`` ("test" or "val") picks the held-out half of a CelebA-style prior's split when no
     ``data`` is given (choices about the report are made on "val"; the card reports "test").
-    Fashion-MNIST priors always use the official test set.
+    Fashion-MNIST priors always use the official test set. With ``card_dir`` a model card with these
+    figures is written there (:func:`write_card`; refused up front for the package's own ``pretrained/``).
     """
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    if card_dir is not None:
+        check_card_dir(card_dir)
     t0 = time.perf_counter()
-    pr = load_prior(name_or_path, device=device)
+    pr = load_prior(name_or_path, device=device, trust_unverified=trust_unverified)
     if cfg is None:
         arch = json.loads((Path(pr.path) / "config.json").read_text()).get("arch")
         cfg = PROJECTION_CONFIGS.get(arch, PROJECTION_CONFIG)
     clean_u8, source = heldout_images(pr, n, data, which=split)
     n = len(clean_u8)
+    if n == 0:
+        raise ValueError(f"no held-out images to project (n={n}, {source})")
     clean = to_tensor(clean_u8)
     R, C = pr.resolution, pr.channels
     proj = torch.empty_like(clean)
@@ -111,7 +133,7 @@ def prior_report(name_or_path, *, data=None, n: int = 200, device="cpu", batch_s
         out = solve(pr.G, pr.D, y.to(device), cfg, method="pgd", valid=valid.to(device), generator=gen)
         proj[k : k + len(chunk)] = out.x.reshape(-1, C, R, R)[: len(chunk)].cpu()
         if progress:
-            print(f"projected {min(k + per_call, n)}/{n}", flush=True)
+            print(f"projected {min(k + per_call, n)}/{n}", file=sys.stderr, flush=True)
     proj_u8 = to_uint8(proj)
     p = psnr(proj_u8, clean_u8)
     s = ssim(proj_u8, clean_u8)
@@ -139,25 +161,80 @@ def prior_report(name_or_path, *, data=None, n: int = 200, device="cpu", batch_s
     }
     if classifier is not None:
         from .train import evaluate_classifier
-        from ..data import load_fmnist
+        from ..data import fmnist_dir, load_fmnist
 
-        root = Path(data) if data else None
-        _, labels = load_fmnist(root or __import__("mimic.data", fromlist=["x"]).default_data_root() / "fashion-mnist", "test")
+        _, labels = load_fmnist(fmnist_dir(data), "test")
         Y = torch.from_numpy(labels[:n])
         q["classifier_accuracy_clean"] = evaluate_classifier(classifier, clean, Y, device=device)
         q["classifier_accuracy_projection"] = evaluate_classifier(classifier, proj, Y, device=device)
-    if write_card:
-        folder = Path(pr.path)
-        save_png(folder / "samples.png", make_grid(samples, ncol=8))
+    if card_dir is not None:
         k = min(16, n)
-        save_png(folder / "projection.png", make_grid(np.concatenate([clean_u8[:k], proj_u8[:k]]), ncol=k))
-        card_path = folder / "card.json"
-        card = json.loads(card_path.read_text()) if card_path.exists() else {}
-        card["quality"] = q
-        card["sha256"] = {f: sha256_file(folder / f) for f in ("generator.safetensors", "discriminator.safetensors")}
-        save_json(card_path, card)
-        write_card_markdown(folder)
+        write_card(card_dir, pr, q, samples=samples, projection=np.concatenate([clean_u8[:k], proj_u8[:k]]), ncol=k)
     return q
+
+
+def _package_pretrained_dirs() -> list[Path]:
+    """The package's own prior folders: ``mimic/pretrained`` (an installed wheel) and, in a source checkout, the
+    repository's tracked ``pretrained/``."""
+    here = Path(__file__).resolve().parent.parent  # mimic/
+    dirs = [here / "pretrained"]
+    if (here.parent / "pyproject.toml").exists():
+        dirs.append(here.parent / "pretrained")
+    return dirs
+
+
+def check_card_dir(card_dir) -> Path:
+    """``card_dir`` resolved, or :class:`PriorError` when it is the package's own ``pretrained/`` folder or inside it
+    (the shipped model cards describe the shipped weights measured on their held-out split; a report on other data
+    must not overwrite them)."""
+    d = Path(card_dir).resolve()
+    for p in _package_pretrained_dirs():
+        p = p.resolve()
+        if d == p or d.is_relative_to(p):
+            raise PriorError(f"{card_dir}: refusing to write a model card into the package's shipped priors ({p}); "
+                             "write it elsewhere (ship it with python -m tools.ship_prior --card DIR)")
+    return d
+
+
+def write_card(card_dir, prior, quality: dict, *, samples: np.ndarray, projection: np.ndarray, ncol: int) -> Path:
+    """Write a model card for ``prior`` into ``card_dir`` (created): its card data (``prior.card``) with ``quality``
+    and the sha256 of its weight files as ``card.json``, the rendered ``README.md``, a 64-sample grid and the
+    projection grid (``projection``: originals then projections, ``ncol`` each). Refused by :func:`check_card_dir`."""
+    d = check_card_dir(card_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    save_png(d / "samples.png", make_grid(samples, ncol=8))
+    save_png(d / "projection.png", make_grid(projection, ncol=ncol))
+    card = dict(prior.card)
+    card["quality"] = quality
+    card["sha256"] = {f: sha256_file(Path(prior.path) / f) for f in ("generator.safetensors", "discriminator.safetensors")}
+    save_json(d / "card.json", card)
+    write_card_markdown(d)
+    return d
+
+
+def checkpoint_val_projection(ckpt, *, use_ema: bool = True, n: int = 25) -> dict:
+    """Export a training checkpoint as shipping would (``export_prior``) into a temporary folder and project (PGD,
+    the engine's default budget) the first ``n`` faces of the held-out *validation* half, in groups of 25: what
+    chooses the epoch and the weights to ship. Returns ``{"epoch", "psnr_mean", "ssim_mean"}``."""
+    import shutil
+    import tempfile
+
+    from .train import export_prior
+
+    if n % 25:
+        raise ValueError(f"n must be a multiple of 25, got {n}")
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        conf = export_prior(ckpt, tmp, use_ema=use_ema)  # with the card's sha256 of the weights
+        pr = load_prior(tmp)
+        cu, _ = heldout_images(pr, n, which="val")
+        y = to_tensor(cu)  # (n, C, H, W)
+        y = y.reshape(n // 25, 25, *y.shape[1:])  # (S, B, C, H, W)
+        out = solve(pr.G, pr.D, y, MimicConfig(), method="pgd", generator=torch.Generator().manual_seed(0))
+    finally:
+        shutil.rmtree(tmp)
+    x = to_uint8(out.x.reshape(-1, *out.x.shape[2:]))  # (n, C, H, W)
+    return {"epoch": conf["epochs"], "psnr_mean": float(psnr(x, cu).mean()), "ssim_mean": float(ssim(x, cu).mean())}
 
 
 def write_card_markdown(folder: str | Path) -> None:

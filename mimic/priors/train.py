@@ -43,7 +43,7 @@ class TrainConfig:
     seed: int = 0  # seeds weights, shuffling, z and flips
     ckpt_every: int = 500  # steps between checkpoints (and one at each epoch end)
     keep_epochs: bool = False  # also keep a copy of each epoch's checkpoint (checkpoint_epNNN.pt) to choose
-    #   the epoch to ship by validation (benchmarks/eval_checkpoints.py); 90 MB each for dcgan64
+    #   the epoch to ship by validation (python -m tools.eval_checkpoints); 90 MB each for dcgan64
     crop_fraction: float = 108 / 178  # CelebA crop convention (1.0 = plain centre square)
 
 
@@ -104,7 +104,7 @@ def train_prior(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfi
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     if cfg.arch not in ARCHS:
-        raise ValueError(f"unknown arch {cfg.arch!r}; valid: {sorted(ARCHS)}")
+        raise ValueError(f"unknown arch {cfg.arch!r}; valid: {', '.join(ARCHS)}")
     Gcls, Dcls, nc, res = ARCHS[cfg.arch]
     if train_images is None:
         x_u8, split_desc = load_training_data(data, cfg.arch, holdout=cfg.holdout, crop_fraction=cfg.crop_fraction)
@@ -258,7 +258,8 @@ def _hardware(device: str) -> str:
 
 
 def export_prior(ckpt: str | os.PathLike, out: str | os.PathLike, *, use_ema: bool = True) -> dict:
-    """Write ``generator.safetensors``, ``discriminator.safetensors`` and ``config.json`` from a checkpoint."""
+    """Write ``generator.safetensors``, ``discriminator.safetensors`` and ``config.json`` from a checkpoint, and the
+    sha256 of both weight files into ``card.json`` (kept or created; ``load_prior`` checks the weights against it)."""
     from safetensors.torch import save_file
 
     st = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -276,6 +277,12 @@ def export_prior(ckpt: str | os.PathLike, out: str | os.PathLike, *, use_ema: bo
             "epochs": st["epoch"], "steps": st["global_step"], "seed": cfg["seed"], "train_config": cfg,
             "train_seconds": st["elapsed"]}
     save_json(out / "config.json", conf)
+    from . import sha256_file
+
+    card_path = out / "card.json"
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    card["sha256"] = {f: sha256_file(out / f) for f in ("generator.safetensors", "discriminator.safetensors")}
+    save_json(card_path, card)
     return conf
 
 
@@ -305,7 +312,7 @@ def train_classifier(data: str | os.PathLike, out: str | os.PathLike, *, epochs:
                      lr: float = 1e-3, seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
     """Train :class:`FMNISTClassifier` on the Fashion-MNIST train set; report test accuracy.
 
-    Writes ``classifier.safetensors`` and ``config.json`` into ``out``.
+    Writes ``classifier.safetensors``, ``config.json`` and ``card.json`` (its sha256) into ``out``.
     """
     from safetensors.torch import save_file
 
@@ -353,6 +360,12 @@ def train_classifier(data: str | os.PathLike, out: str | os.PathLike, *, epochs:
     summary = {"arch": "fmnist_classifier", "epochs": epochs, "seed": seed, "test_accuracy": history[-1]["test_accuracy"],
                "train_seconds": time.perf_counter() - t0, "hardware": _hardware(device), "history": history}
     save_json(out / "config.json", summary)
+    from . import sha256_file
+
+    card_path = out / "card.json"  # the sha256 that load_classifier checks the weights against
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    card["sha256"] = {"classifier.safetensors": sha256_file(out / "classifier.safetensors")}
+    save_json(card_path, card)
     return summary
 
 

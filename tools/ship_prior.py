@@ -1,23 +1,27 @@
-"""Export a trained prior into pretrained/<name>/ with its model card (then run `mimic prior-report`).
+"""Export a trained prior into pretrained/<name>/ with its model card, then measure it and ship the measured card.
 
-    python benchmarks/ship_prior.py --ckpt RUN/checkpoint.pt --name celeba64 [--weights ema|raw|auto]
-    python benchmarks/ship_prior.py --classifier RUN_DIR --name fmnist_classifier
+    python -m tools.ship_prior --ckpt RUN/checkpoint.pt --name celeba64 [--weights ema|raw|auto]
+    mimic prior-report celeba64 --n 200 --write-card runs/card-celeba64
+    python -m tools.ship_prior --card runs/card-celeba64 --name celeba64
+    python -m tools.ship_prior --classifier RUN_DIR --name fmnist_classifier
 
 ``--weights auto`` (default) projects 25 *validation* faces with both the raw generator and
-its exponential moving average and ships the better one.
+its exponential moving average and ships the better one. ``mimic prior-report`` never writes into
+pretrained/: ``--card DIR`` installs the card it wrote (card.json, README.md, samples.png,
+projection.png) after checking that its sha256 are those of the shipped weights.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from mimic.io import save_json
-from mimic.priors import load_prior, pretrained_dir, sha256_file
+from mimic.priors import pretrained_dir, sha256_file
+from mimic.priors.report import checkpoint_val_projection
 from mimic.priors.train import export_prior
 
 CARDS = {
@@ -27,7 +31,7 @@ CARDS = {
                         "(BatchNorm+ReLU between); D = Conv 4x4 3->64, 64->128, 128->256, 256->512 (BatchNorm+LeakyReLU 0.2), "
                         "512->1 logit. Chosen over the paper's TensorFlow DCGAN (5x5, depths 1024-512-256-128) because it "
                         "trains about 3x faster on the 2-core CPU this prior was trained on; see the quality figures.",
-        "data": "CelebA aligned faces, ../shared/data/celeba/img_align_celeba (14,582 images: ids 000001-010000 at "
+        "data": "CelebA aligned faces, img_align_celeba (14,582 images: ids 000001-010000 at "
                 "89x109 and 4,582 ids above 010000 at 178x218).",
         "terms": "CelebA is released for non-commercial research purposes only; these weights may only be used under the same terms.",
         "preprocessing": "centre square crop of side 108/178 of the width, area resize to 64x64, scale to [-1,1]; "
@@ -77,44 +81,40 @@ def ship_classifier(run: Path, name: str) -> None:
     print(f"shipped {name}: test accuracy {conf['test_accuracy']:.2f}% to {dest}")
 
 
-def checkpoint_val_projection(ckpt, *, use_ema: bool = True, n: int = 25) -> dict:
-    """Export ``ckpt`` as shipping would into a temporary folder and project (PGD, the engine's default
-    budget) the first ``n`` validation faces, in groups of 25: ``{"epoch", "psnr_mean", "ssim_mean"}``."""
-    import sys
+def ship_card(card_dir: Path, name: str) -> None:
+    """Install the model card that ``mimic prior-report NAME --write-card CARD_DIR`` wrote into pretrained/NAME."""
+    from mimic.priors.report import CARD_FILES
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from tune import val_faces
-
-    from mimic.engine import MimicConfig, solve
-    from mimic.io import to_tensor, to_uint8
-    from mimic.metrics import psnr, ssim
-
-    if n % 25:
-        raise ValueError(f"n must be a multiple of 25, got {n}")
-    cu = val_faces(n)
-    tmp = Path(tempfile.mkdtemp())
-    try:
-        conf = export_prior(ckpt, tmp, use_ema=use_ema)
-        save_json(tmp / "card.json", {})
-        pr = load_prior(tmp)
-        y = to_tensor(cu)  # (n, C, H, W)
-        y = y.reshape(n // 25, 25, *y.shape[1:])  # (S, B, C, H, W)
-        out = solve(pr.G, pr.D, y, MimicConfig(), method="pgd", generator=torch.Generator().manual_seed(0))
-    finally:
-        shutil.rmtree(tmp)
-    x = to_uint8(out.x.reshape(-1, *out.x.shape[2:]))  # (n, C, H, W)
-    return {"epoch": conf["epochs"], "psnr_mean": float(psnr(x, cu).mean()), "ssim_mean": float(ssim(x, cu).mean())}
+    dest = pretrained_dir() / name
+    card = json.loads((card_dir / "card.json").read_text())
+    if not card.get("sha256") or "quality" not in card:
+        raise SystemExit(f"error: {card_dir / 'card.json'} has no sha256 or no quality figures (not a prior-report card)")
+    for f, want in card.get("sha256", {}).items():
+        if not (dest / f).exists() or sha256_file(dest / f) != want:
+            raise SystemExit(f"error: {card_dir / 'card.json'} was not measured on {dest / f} (sha256 differs); "
+                             f"re-run: mimic prior-report {name} --write-card {card_dir}")
+    for f in CARD_FILES:
+        if (card_dir / f).exists():
+            tmp = dest / f".{f}.tmp"
+            shutil.copyfile(card_dir / f, tmp)
+            tmp.replace(dest / f)
+    print(f"shipped the model card of {name} from {card_dir} to {dest}")
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt")
     ap.add_argument("--classifier", type=Path, help="a `mimic train classifier` output folder")
+    ap.add_argument("--card", type=Path, help="a model card folder written by `mimic prior-report NAME --write-card DIR`")
     ap.add_argument("--name", required=True)
     ap.add_argument("--weights", default="auto", choices=["auto", "ema", "raw"])
     args = ap.parse_args()
     if args.classifier:
         return ship_classifier(args.classifier, args.name)
+    if args.card:
+        return ship_card(args.card, args.name)
+    if not args.ckpt:
+        ap.error("one of --ckpt, --card, --classifier is required")
     dest = pretrained_dir() / args.name
     st = torch.load(args.ckpt, map_location="cpu", weights_only=False)
     choice, scores = args.weights, {}
@@ -136,7 +136,9 @@ def main():
                          "last_epoch_losses": hist[-1] if hist else None},
             "sha256": {f: sha256_file(dest / f) for f in ("generator.safetensors", "discriminator.safetensors")}}
     save_json(dest / "card.json", card)
-    print(f"shipped {args.name} ({choice} weights, {st['epoch']} epochs) to {dest}; now run: mimic prior-report {args.name}")
+    print(f"shipped {args.name} ({choice} weights, {st['epoch']} epochs) to {dest}; now measure it and ship its card:\n"
+          f"  mimic prior-report {args.name} --n 200 --write-card runs/card-{args.name}\n"
+          f"  python -m tools.ship_prior --card runs/card-{args.name} --name {args.name}")
 
 
 if __name__ == "__main__":

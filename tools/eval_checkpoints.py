@@ -1,8 +1,8 @@
 """Validation projection PSNR of a training run's checkpoints (which epoch to ship).
 
-    python benchmarks/eval_checkpoints.py --n 50 RUN/checkpoint_ep11.pt RUN/checkpoint_ep16.pt
+    python -m tools.eval_checkpoints --n 50 RUN/checkpoint_ep11.pt RUN/checkpoint_ep16.pt
 
-Each checkpoint is exported as ``ship_prior.py --weights ema`` would (EMA generator, batch-norm
+Each checkpoint is exported as ``python -m tools.ship_prior --weights ema`` would (EMA generator, batch-norm
 statistics re-estimated) into a temporary folder and projected (PGD, the engine's default
 400-step budget) onto the first ``n`` faces of the held-out *validation* half. One JSON line each.
 """
@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from ship_prior import checkpoint_val_projection  # noqa: E402
+from mimic.priors.report import checkpoint_val_projection
 
 
 def main():

@@ -1,6 +1,6 @@
 """Fill the generated sections of README.md from committed results (no number typed by hand).
 
-    python benchmarks/render_readme.py
+    python -m tools.render_readme
 
 Sections are delimited by <!-- BEGIN:name --> ... <!-- END:name -->:
 - prior: pretrained/celeba64/card.json (quality figures from `mimic prior-report celeba64`)
@@ -8,7 +8,7 @@ Sections are delimited by <!-- BEGIN:name --> ... <!-- END:name -->:
 - speed: benchmarks/results/speed/speed.json (from `mimic bench speed`)
 - fmnist: pretrained/fmnist28/card.json and pretrained/fmnist_classifier/card.json
 - classify, defense, reconstruct: benchmarks/results/<bench>/<bench>.md (+ json)
-- shifted: benchmarks/results/shifted/shifted.md (+ json; from `python benchmarks/shifted.py`)
+- shifted: benchmarks/results/shifted/shifted.md (+ json; from `mimic bench shifted`)
 """
 import json
 import re
