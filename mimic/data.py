@@ -33,7 +33,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def default_data_root() -> Path:
-    """The shared data folder: ``$MIMIC_DATA`` or ``../shared/data`` beside the project."""
+    """The data root: ``$MIMIC_DATA``, else a ``shared/data`` folder beside the checkout (see README, Data)."""
     env = os.environ.get("MIMIC_DATA")
     if env:
         return Path(env)
