@@ -18,11 +18,12 @@ import torch
 from .engine import MimicConfig, solve
 from .inputs import InputError, Prepared, prepare
 from .io import to_tensor, to_uint8
+from .ood import face_score, threshold_for
 from .priors import Prior, load_prior
 from .tasks import Task, get_task
 
 __all__ = ["Recovery", "GroupResult", "recover", "recover_groups", "resolve_device", "make_groups", "group_seed",
-           "fill_notice"]
+           "fill_notice", "out_of_prior_notice"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -127,6 +128,7 @@ def recover_groups(images: list, names: list, groups: list[list[int]], *, cfg: M
         # one generator per call, seeded by its first group (a call is one group on a CPU)
         gen = torch.Generator().manual_seed(group_seed(seed, [names[i] for i in gs[0]]))
         out = solve(prior.G, prior.D, y.to(device), cfg, method=method, valid=valid.to(device), generator=gen,
+                    stats=prior.group_stats,
                     callback=callback)
         x, fx, z, ol = out.x.cpu(), out.fx.cpu(), out.z.cpu(), out.obs_loss.cpu().numpy()
         frac = None if out.fill is None else out.fill.cpu().numpy()
@@ -165,6 +167,14 @@ class Recovery:
     names : list of str
     fill : ndarray float (N,)
         Fraction of each observation's pixel values detected as a constant fill and left out of the fit.
+    face_score : ndarray float (N,) or None
+        How well each observation's edges line up with its ``mimicked`` image (``mimic.ood.face_score``): low when
+        the prior probably made up a face for an image it cannot represent. Only for ``method="mimic"`` with a
+        prior whose threshold was measured (``mimic.ood.threshold_for``: ``celeba64``); None otherwise.
+    face_threshold : float or None
+        That threshold (None where ``face_score`` is).
+    out_of_prior : ndarray bool (N,) or None
+        ``face_score`` below ``face_threshold`` (a warning, also in ``notices``); None where ``face_score`` is.
     """
 
     images: np.ndarray
@@ -189,13 +199,24 @@ class Recovery:
     skipped: list = field(default_factory=list)
     retried_groups: list = field(default_factory=list)
     fill: np.ndarray | None = None
+    face_score: np.ndarray | None = None
+    face_threshold: float | None = None
+
+    @property
+    def out_of_prior(self) -> np.ndarray | None:
+        if self.face_score is None or self.face_threshold is None:
+            return None
+        return self.face_score < self.face_threshold
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __repr__(self) -> str:
+        ood = self.out_of_prior
+        flagged = f", {int(ood.sum())} out of prior" if ood is not None and ood.any() else ""
         return (f"Recovery({len(self)} image(s), {len(self.surrogates)} group(s), task={self.task!r}, "
-                f"method={self.method!r}, prior={self.prior!r}, device={self.device!r}, {self.seconds:.1f} s)")
+                f"method={self.method!r}, prior={self.prior!r}, device={self.device!r}{flagged}, "
+                f"{self.seconds:.1f} s)")
 
     def save(self, folder) -> Path:
         """Write the CLI's layout into ``folder``: recovered/ and mimicked/ PNGs named after the inputs (``image_i``
@@ -211,9 +232,24 @@ class Recovery:
             "settings": {"task": self.task, "method": self.method, "prior": self.prior,
                          "prior_sha256": self.prior_sha256, "schedule": self.config, "seed": self.seed,
                          "device": self.device},
-            "images": [{"stem": s, "input": n, "group": int(g), "obs_loss": float(o), "fill": float(f)}
-                       for s, n, g, o, f in zip(stems, self.names, self.group, self.obs_loss, self.fill)]})
+            "images": [{"stem": s, "input": n, "group": int(g), "obs_loss": float(o), "fill": float(f),
+                        **_ood_fields(self, i)}
+                       for i, (s, n, g, o, f) in enumerate(zip(stems, self.names, self.group, self.obs_loss,
+                                                               self.fill))]})
         return folder
+
+
+def _ood_fields(r: Recovery, i: int) -> dict:
+    """The out-of-prior fields of image ``i`` in a report (none where no score was computed)."""
+    if r.face_score is None or r.face_threshold is None:
+        return {}
+    return {"face_score": float(r.face_score[i]), "out_of_prior": bool(r.face_score[i] < r.face_threshold)}
+
+
+def out_of_prior_notice(n_flagged: int, n: int, threshold: float) -> str:
+    """The notice for recoveries whose observations do not look like what the prior covers."""
+    return (f"{n_flagged} of {n} image(s) have a face score below {threshold:.2f}: the prior may have made up a face "
+            "for them; are they 64x64 aligned faces? (mimic.ood)")
 
 
 def _stem(name: str, i: int) -> str:
@@ -295,6 +331,11 @@ def _recover_prepared(prep: Prepared, t: Task, cfg: MimicConfig, pr: Prior, *, m
                 retried.append(gi)
             advance(len(g))
     notices = list(prep.notices)
+    face, thr = None, (threshold_for(pr) if method == "mimic" else None)
+    if thr is not None:
+        face = face_score(prep.images, mimicked)
+        if (face < thr).any():
+            notices.append(out_of_prior_notice(int((face < thr).sum()), n, thr))
     if (fill_all > 0).any():
         notices.append(fill_notice(int((fill_all > 0).sum()), float(fill_all[fill_all > 0].mean())))
     if retried:
@@ -303,7 +344,8 @@ def _recover_prepared(prep: Prepared, t: Task, cfg: MimicConfig, pr: Prior, *, m
                     group=gid, obs_loss=loss_all, surrogates=surrogates, history=history, names=prep.names,
                     method=method, task=t.name, config=asdict(cfg), prior=pr.name, prior_sha256=pr.sha256,
                     device=str(device), seed=seed, seconds=time.perf_counter() - t0, notices=notices,
-                    skipped=prep.skipped, retried_groups=retried, fill=fill_all)
+                    skipped=prep.skipped, retried_groups=retried, fill=fill_all, face_score=face,
+                    face_threshold=thr)
 
 
 class _progress:

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from .fidelity import Fidelity
+from .groupstats import GroupStats
 from .imageops import keep_observed
 from .surrogate import BatchedSurrogate, get_surrogate, list_surrogates
 
@@ -55,6 +56,9 @@ class MimicConfig:
     # --- loss weights (the paper's Table 1) ---
     lam_adv: float = 0.0  # weight of L_adv = log(1 - D(G(z))) = -softplus(D's logit)
     lam_I: float = 0.0  # weight of the identity loss L_I = ||y - G(z)||_1 + ||f(G(z)) - G(z)||_1
+    lam_group: float = 0.0  # weight of the group term (blind only; mimic.groupstats): per group, n x the part of
+    #   the distance of its recoveries' colour statistics from the prior's training faces that sampling n faces
+    #   does not explain; what the whole group shares (a cast, a veil, a tone curve) goes to the surrogate
     # --- learning rates (RMSProp) ---
     lr_s: float = 2e-4  # gamma_s: surrogate weights
     lr_g: float = 1e-3  # gamma_g: latent codes in the alternation
@@ -98,7 +102,7 @@ class MimicConfig:
         def bad(name, why):
             raise ValueError(f"MimicConfig.{name} {why}, got {getattr(self, name)!r}")
 
-        for n in ("lam_adv", "lam_I", "robust", "keep_tv"):
+        for n in ("lam_adv", "lam_I", "lam_group", "robust", "keep_tv"):
             v = getattr(self, n)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 bad(n, "must be a finite number >= 0")
@@ -195,7 +199,8 @@ def best_of(score: torch.Tensor, copies: int) -> torch.Tensor:
 
 def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", valid: torch.Tensor | None = None,
           generator: torch.Generator | None = None, callback: Callable | None = None,
-          operator: Callable | None = None, weight: torch.Tensor | None = None, max_retries: int = 3) -> SolveOutput:
+          operator: Callable | None = None, weight: torch.Tensor | None = None, stats: GroupStats | None = None,
+          max_retries: int = 3) -> SolveOutput:
     """Recover S groups of B observations at once.
 
     Parameters
@@ -218,6 +223,8 @@ def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", val
         Not blind (the oracle): with ``method="pgd"``, f is this known operator (N, C, H, W) -> (N, C_obs, H, W).
     weight : torch.Tensor, optional
         Not blind (the oracle): per-pixel weights of L_obs broadcastable to y (1 observed, 0 destroyed).
+    stats : GroupStats, optional
+        The prior's reference statistics (``Prior.group_stats``); needed when ``cfg.lam_group`` > 0 (blind only).
     max_retries : int
         Divergence retries per group.
     """
@@ -225,6 +232,9 @@ def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", val
         raise ValueError(f"unknown method {method!r}; valid: mimic, pgd")
     if operator is not None and method != "pgd":
         raise ValueError("a known operator is only used with method='pgd' (the oracle)")
+    if cfg.lam_group and method == "mimic" and stats is None:
+        raise ValueError("MimicConfig.lam_group > 0 needs the prior's group statistics (solve(..., stats=); a prior "
+                         "folder without group_stats.json has none)")
     S, B = y.shape[:2]
     R = cfg.restarts
     if R > 1:
@@ -236,7 +246,7 @@ def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", val
         if weight is not None and weight.ndim == 5 and weight.shape[1] == B:
             weight = weight.repeat(1, R, 1, 1, 1)
         out = _retrying(G, D, y.repeat(1, R, 1, 1, 1), cfg, method, None if valid is None else valid.repeat(1, R),
-                        generator, callback, operator, weight, max_retries, z_start)
+                        generator, callback, operator, weight, stats, max_retries, z_start)
         idx = best_of(out.obs_loss, R).to(out.x.device)  # (S, B) index into the R * B copies
 
         def pick(t):
@@ -245,13 +255,13 @@ def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", val
         out.x, out.fx, out.z, out.obs_loss = pick(out.x), pick(out.fx), pick(out.z), pick(out.obs_loss)
         out.fill = None if out.fill is None else pick(out.fill)
         return out
-    return _retrying(G, D, y, cfg, method, valid, generator, callback, operator, weight, max_retries, None)
+    return _retrying(G, D, y, cfg, method, valid, generator, callback, operator, weight, stats, max_retries, None)
 
 
-def _retrying(G, D, y, cfg, method, valid, generator, callback, operator, weight, max_retries, z_start):
+def _retrying(G, D, y, cfg, method, valid, generator, callback, operator, weight, stats, max_retries, z_start):
     """One run of every group; the groups that diverged run again with half their step (divergence retries)."""
     with torch.enable_grad():
-        run = dict(G=G, D=D, cfg=cfg, pgd=method == "pgd", generator=generator, operator=operator)
+        run = dict(G=G, D=D, cfg=cfg, pgd=method == "pgd", generator=generator, operator=operator, stats=stats)
         out = _alternate(y=y, valid=valid, callback=callback, weight=weight, z_start=z_start,
                          lr_scale=torch.ones(y.shape[0], device=y.device), **run)
         retried = []
@@ -270,12 +280,12 @@ def _retrying(G, D, y, cfg, method, valid, generator, callback, operator, weight
         return out
 
 
-def _alternate(*, G, D, y, cfg, pgd, valid, generator, callback, operator, weight, lr_scale, z_start):
+def _alternate(*, G, D, y, cfg, pgd, valid, generator, callback, operator, weight, lr_scale, z_start, stats):
     """One run of the S groups: the warm start, then Algorithm 1's alternation."""
     S0, B, cobs, H, W = y.shape
     K = len(cfg.inits) if not pgd and cfg.surrogate == "gated" else 1
     run = _Run(G, D, y, cfg, pgd=pgd, valid=valid, generator=generator, operator=operator, weight=weight,
-               lr_scale=lr_scale, z_start=z_start, candidates=K)
+               lr_scale=lr_scale, z_start=z_start, candidates=K, stats=stats)
 
     # --- warm start (addition): latent steps through the initial surrogate ---
     n_select = min(cfg.select_after, cfg.warm_steps) if K > 1 else cfg.warm_steps
@@ -283,6 +293,7 @@ def _alternate(*, G, D, y, cfg, pgd, valid, generator, callback, operator, weigh
     run.latent_steps(n_select, cfg.lr_warm)
     if K > 1:  # candidate starts (addition): each group keeps the candidate with the lowest L_obs
         run.keep_best_candidate()
+    run.group_on = bool(run.lam_group)  # the group term (addition): from here on
     run.latent_steps(n_robust - n_select, cfg.lr_warm)
     if run.fit.use_robust:  # robust weights (addition): the first ones, from the warm start's fit
         with torch.no_grad():
@@ -322,11 +333,15 @@ class _Run:
     ``keep_best_candidate`` keeps one per group.
     """
 
-    def __init__(self, G, D, y, cfg, *, pgd, valid, generator, operator, weight, lr_scale, z_start, candidates):
+    def __init__(self, G, D, y, cfg, *, pgd, valid, generator, operator, weight, lr_scale, z_start, candidates,
+                 stats=None):
         S0, B, cobs, H, W = y.shape
         K, dev = candidates, y.device
         self.G, self.D, self.cfg, self.pgd, self.operator, self.K = G, D, cfg, pgd, operator, K
         self.lam_I = 0.0 if pgd else cfg.lam_I  # PGD and the oracle have no identity loss
+        self.lam_group = 0.0 if pgd else cfg.lam_group  # nor a group term
+        self.stats = stats
+        self.group_on = False  # the group term acts from the candidate choice on (``switch_group_on``)
         valid = torch.ones(S0, B, device=dev) if valid is None else valid.to(device=dev, dtype=y.dtype)
         self.S, self.shape = K * S0, (B, cobs, H, W)
         self.valid, self.lr_scale = valid.repeat(K, 1), lr_scale.repeat(K)
@@ -345,6 +360,8 @@ class _Run:
         self.s_states = [torch.zeros_like(p) for p in self.s_params]
         self.chosen = torch.zeros(S0, dtype=torch.long)  # per group, the index of the candidate start it kept
         self.hist = {k: [] for k in ("obs", "adv", "ident", "total")}
+        if self.lam_group:
+            self.hist["group"] = []  # the group term's excess distance (per group)
 
     # --- the model: x = G(z), f(x), the losses ---
     def gen(self) -> torch.Tensor:
@@ -377,6 +394,8 @@ class _Run:
         x = self.gen()
         fx = self.f(x)
         loss = (self.total(*self.losses(x, fx, self.logits(x) if self.cfg.lam_adv else None)) * self.valid).sum()
+        if self.group_on:  # the group term (addition): n x the group's excess distance, per group
+            loss = loss + self.lam_group * (self.valid.sum(1) * self.stats.excess(x, self.valid)).sum()
         (g,) = torch.autograd.grad(loss, [self.z])
         with torch.no_grad():
             rmsprop_step([self.z], [g], [self.z_state], lr, self.lr_scale)
@@ -405,6 +424,8 @@ class _Run:
         w = self.valid / self.valid.sum(1, keepdim=True).clamp(min=1)
         for k, v in (("obs", l_obs), ("adv", l_adv), ("ident", l_id), ("total", self.total(l_obs, l_adv, l_id))):
             self.hist[k].append((v * w).sum(1).detach())
+        if self.lam_group:
+            self.hist["group"].append(self.stats.excess(x, self.valid).detach())
         return x, fx, l_obs
 
     # --- the additions that change the state ---

@@ -13,7 +13,10 @@ Guarantees:
   the same command finishes the rest and reports every image exactly once;
 - ``OUT/settings.json`` records what made the outputs; a run with other settings into the same OUT is refused
   (``--overwrite`` redoes everything); ``OUT/.lock`` (the holder's pid) refuses a second concurrent run;
-- unreadable files are reported by name and skipped (exit code 1 at the end).
+- unreadable files are reported by name and skipped (exit code 1 at the end);
+- a MimicGAN recovery with a prior whose out-of-prior threshold was measured (``mimic.ood.threshold_for``:
+  ``celeba64``) gets each image's ``face_score`` and ``out_of_prior`` flag in the journal and ``report.json``, and
+  ``FolderResult.out_of_prior`` lists the flagged images (the CLI warns about each on stderr).
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from .corruptions import get_corruption
 from .inputs import InputError, folder_notices, input_notices, prepare, scan_folder
 from .io import ImageReadError, labeled_grid, read_image, save_json, save_png, to_tensor, to_uint8
 from .metrics import psnr, ssim
+from .ood import face_score, threshold_for
 from .priors import load_prior
 from .tasks import get_task
 
@@ -51,6 +55,8 @@ class FolderResult:
     metrics: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
     preview: dict = field(default_factory=dict)  # stem -> {"observed", "mimicked", "recovered", "clean"} arrays
+    face_threshold: float | None = None  # the out-of-prior threshold (None: no face score for this prior or method)
+    out_of_prior: list = field(default_factory=list)  # (input, face score) of the report's flagged images
 
 
 def check_out_dir(inp: Path, out: Path) -> None:
@@ -221,7 +227,8 @@ def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, ba
     cfg = t.config.replace(**overrides) if overrides else t.config
     pr = load_prior(prior if prior is not None else t.prior, device=dev, trust_unverified=trust_unverified)
     _check_writable(out)
-    res = FolderResult(out=out, notices=folder_notices(inp))
+    res = FolderResult(out=out, notices=folder_notices(inp),
+                       face_threshold=threshold_for(pr) if method == "mimic" else None)
     # one output per stem: a.png and a.jpg would overwrite each other's outputs
     seen, stems = {}, []
     for p in files:
@@ -279,12 +286,16 @@ def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, ba
                 (r,) = recover_groups(prep.images, ok, [list(range(len(ok)))], cfg=cfg, prior=pr, method=method,
                                       device=dev, seed=seed, groups_per_call=1)
                 records = []
+                scores = face_score(prep.images, r.mimicked) if res.face_threshold is not None else None
                 for j, s in enumerate(ok):
                     if method != "pgd":  # PGD has no surrogate: its f(x) is x
                         save_png(out / "mimicked" / f"{s}.png", r.mimicked[j])
                     save_png(out / "recovered" / f"{s}.png", r.images[j])
                     rec = {"stem": s, "input": str(seen[s][0]), "group": ok[0], "obs_loss": float(r.obs_loss[j]),
                            "fill": float(r.fill[j])}
+                    if scores is not None:
+                        rec["face_score"] = float(scores[j])
+                        rec["out_of_prior"] = bool(scores[j] < res.face_threshold)
                     cl = _load_clean(clean_files, s, pr.resolution) if clean_files else None
                     if cl is not None:
                         rec["psnr"] = float(psnr(r.images[j][None], cl[None])[0])
@@ -305,6 +316,7 @@ def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, ba
         if retried:
             res.notices.append(f"{len(retried)} group(s) diverged and ran again with a smaller step "
                                f"(groups starting at {', '.join(retried)})")
+        res.out_of_prior = [(r["input"], r["face_score"]) for r in res.report["images"] if r.get("out_of_prior")]
         filled = [r["fill"] for r in res.report["images"] if r.get("fill", 0) > 0]
         if filled:
             res.notices.append(fill_notice(len(filled), float(np.mean(filled))))
@@ -342,6 +354,10 @@ def _report(out, recs, stems, clean_files, resolution, settings, res, seconds) -
                    "images_per_second": res.done / max(seconds, 1e-9)},
         "metrics": res.metrics,
         "skipped": [{"input": a, "reason": b} for a, b in res.skipped],
+        # images whose observation does not look like what the prior covers (mimic.ood); None: not scored
+        "out_of_prior": None if res.face_threshold is None else {
+            "threshold": res.face_threshold, "n": sum(bool(r.get("out_of_prior")) for r in rows),
+            "images": [r["stem"] for r in rows if r.get("out_of_prior")]},
         "images": rows,
     }
     save_json(out / "report.json", report)
@@ -408,7 +424,10 @@ def compare_folder(inp, out, *, task=None, clean=None, progress=True, **kw) -> d
         metrics["gain_psnr_db"] = r_m.metrics["psnr_mean"] - r_p.metrics["psnr_mean"]
         metrics["gain_ssim"] = r_m.metrics["ssim_mean"] - r_p.metrics["ssim_mean"]
     pim = {r["stem"]: r for r in r_p.report["images"]}
-    metrics["images"] = [{"stem": r["stem"], **{f"mimic_{k}": r[k] for k in ("psnr", "ssim", "obs_loss") if k in r},
+    if r_m.face_threshold is not None:
+        metrics["out_of_prior"] = len(r_m.out_of_prior)
+    metrics["images"] = [{"stem": r["stem"], **{f"mimic_{k}": r[k] for k in ("psnr", "ssim", "obs_loss", "face_score",
+                                                                            "out_of_prior") if k in r},
                           **{f"pgd_{k}": pim[r["stem"]][k] for k in ("psnr", "ssim", "obs_loss")
                              if k in pim.get(r["stem"], {})}}
                          for r in r_m.report["images"]]

@@ -186,3 +186,39 @@ def test_same_images_same_names_same_result_whatever_the_batch(tiny_prior_dir):
     assert np.array_equal(a.images[2:], b.images)
     c = recover(imgs[2:], names=names[2:], batch_size=2, seed=1, prior=str(tiny_prior_dir), device="cpu", **FAST)
     assert not np.array_equal(b.images, c.images)
+
+
+def test_recovery_face_scores_where_the_prior_has_a_threshold(tiny_prior_dir, monkeypatch):
+    """Recovery.face_score (mimic.ood) for a MimicGAN recovery with a prior whose threshold was measured, None for
+    other priors and for PGD; a flat observation (no edges) is out of the prior and named in the notices."""
+    from mimic import ood
+
+    imgs = _imgs(3)
+    imgs[1] = 128  # flat: nothing for a face to line up with
+    kw = dict(prior=str(tiny_prior_dir), device="cpu", **FAST)
+    plain = recover(imgs, **kw)
+    assert plain.face_score is None and plain.out_of_prior is None
+    assert not any("face score" in n for n in plain.notices)
+    monkeypatch.setitem(ood.THRESHOLDS, tiny_prior_dir.name, ood.THRESHOLD)
+    r = recover(imgs, **kw)
+    assert r.face_score.shape == (3,) and r.face_threshold == ood.THRESHOLD
+    np.testing.assert_allclose(r.face_score, ood.face_score(r.observed, r.mimicked))
+    assert r.face_score[1] == 0 and r.out_of_prior[1] and r.out_of_prior.dtype == bool
+    n = int(r.out_of_prior.sum())
+    assert any(m.startswith(f"{n} of 3 image(s) have a face score below 0.32") for m in r.notices), r.notices
+    assert len(repr(r)) < 200 and f"{n} out of prior" in repr(r)
+    assert recover(imgs, method="pgd", **kw).face_score is None
+
+
+def test_threshold_is_for_the_shipped_celeba64_weights_only(tmp_path):
+    import shutil
+
+    from mimic.ood import THRESHOLD, threshold_for
+    from mimic.priors import load_prior, pretrained_dir
+
+    assert threshold_for("celeba64") == THRESHOLD and threshold_for("fmnist28") is None
+    assert threshold_for(load_prior("celeba64")) == THRESHOLD
+    copy = shutil.copytree(pretrained_dir() / "celeba64", tmp_path / "celeba64")  # the same weights elsewhere
+    assert threshold_for(load_prior(copy)) == THRESHOLD
+    other = shutil.copytree(pretrained_dir() / "fmnist28", tmp_path / "x" / "celeba64")  # other weights, same name
+    assert threshold_for(load_prior(other)) is None

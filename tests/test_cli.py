@@ -136,3 +136,82 @@ def test_recover_clip_option_reaches_the_engine(tmp_path, tiny_prior_dir):
         assert rep["settings"]["schedule"]["clip"] is (flag == "--clip")
         outs[flag] = np.asarray(Image.open(out / "recovered" / "b0.png"))
     assert not np.array_equal(outs["--clip"], outs["--no-clip"])  # the truncated pixels are fitted differently
+
+
+def test_listings_as_json():
+    from mimic.corruptions import list_corruptions
+    from mimic.priors import list_priors
+    from mimic.tasks import TASKS
+
+    r = run("tasks", "--json")
+    assert r.exit_code == 0
+    tasks = json.loads(r.stdout)
+    assert [t["name"] for t in tasks] == list(TASKS)
+    gb = next(t for t in tasks if t["name"] == "gray_blur")
+    assert gb["corruption"] == "gray_blur" and gb["prior"] == "celeba64"
+    assert gb["config"]["lr_s"] == TASKS["gray_blur"].config.lr_s and "warm_steps" in gb["config"]
+    r = run("corruptions", "--json")
+    assert r.exit_code == 0
+    corr = json.loads(r.stdout)
+    assert [c["name"] for c in corr] == list_corruptions()
+    assert all(set(c) == {"name", "domain", "params"} and isinstance(c["params"], dict) for c in corr)
+    r = run("priors", "--json")
+    assert r.exit_code == 0
+    priors = json.loads(r.stdout)
+    assert [p["name"] for p in priors] == list_priors()
+    celeba = next(p for p in priors if p["name"] == "celeba64")
+    assert "non-commercial" in celeba["terms"] and celeba["quality"] and "generator.safetensors" in celeba["sha256"]
+
+
+BENCHES = ["speed", "blind", "reconstruct", "shifted", "unseen", "classify", "defense"]
+
+
+@pytest.mark.parametrize("bench", BENCHES)
+def test_every_bench_takes_trust_unverified(bench):
+    r = run("bench", bench, "--help")
+    assert r.exit_code == 0 and "--trust-unverified" in r.output
+
+
+def _unverified(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    (dst / "card.json").write_text(json.dumps({"name": dst.name}))  # no sha256 for the weights
+    return dst
+
+
+@pytest.mark.parametrize("bench", ["blind", "reconstruct", "shifted", "unseen", "classify", "defense"])
+def test_bench_trust_unverified_reaches_the_loaders(bench, tmp_path, tiny_prior_dir, tiny_fmnist_dirs):
+    """Refused without --trust-unverified; with it the prior (and the classifier) load and the bench goes on to read
+    its (here empty) --data folder."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    if bench in ("classify", "defense"):
+        pytest.importorskip("matplotlib")
+        cases = [["--prior", _unverified(tiny_fmnist_dirs[0], tmp_path / "p"), "--classifier", tiny_fmnist_dirs[1]],
+                 ["--prior", tiny_fmnist_dirs[0], "--classifier", _unverified(tiny_fmnist_dirs[1], tmp_path / "c")]]
+    else:
+        cases = [["--prior", _unverified(tiny_prior_dir, tmp_path / "p")]]
+    for args in cases:
+        base = ["bench", bench, "--out", tmp_path / "out", *args, "--data", empty, "--device", "cpu"]
+        r = run(*base)
+        assert r.exit_code == 2 and "unverified weights" in r.output and "--trust-unverified" in r.output, r.output
+        r = run(*base, "--trust-unverified")
+        assert r.exit_code == 2 and "unverified weights" not in r.output and str(empty) in r.output, r.output
+
+
+def test_bench_speed_trust_unverified_reaches_load_prior(monkeypatch):
+    import mimic.bench.speed as speed
+    from mimic.priors import PriorError
+
+    seen = []
+
+    def load_prior(prior, **kw):
+        seen.append(kw.get("trust_unverified"))
+        raise PriorError("stop here")
+
+    monkeypatch.setattr(speed, "load_prior", load_prior)
+    for flag in ([], ["--trust-unverified"]):
+        r = run("bench", "speed", "--device", "cpu", *flag)
+        assert r.exit_code == 2 and "stop here" in r.output
+    assert seen == [False, True]

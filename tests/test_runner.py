@@ -177,3 +177,47 @@ def test_dangling_links_and_unreadable_subfolders_are_named_once(tmp_path, tiny_
             assert "unreadable subfolder" in r.output
     finally:
         locked.chmod(0o700)
+
+
+def test_out_of_prior_flag_for_every_image_warnings_and_counts(tmp_path, tiny_prior_dir, monkeypatch):
+    """A MimicGAN run with a prior whose face-score threshold is known (mimic.ood) records face_score and out_of_prior
+    for every image; a flat image (no edges: score 0) is flagged, warned about on stderr by name and counted in the
+    summaries. PGD and priors with no measured threshold record nothing."""
+    import shutil
+    from pathlib import Path
+
+    from mimic import ood
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for p in sorted((Path(__file__).resolve().parent.parent / "examples" / "clean").glob("*.png"))[:3]:
+        shutil.copy(p, inp / p.name)
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(inp / "flat.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(inp / "noise.png")
+    r = run("recover", inp, "--out", tmp_path / "plain", "--prior", tiny_prior_dir, *FAST)  # no threshold measured
+    assert r.exit_code == 0 and "warning" not in r.output
+    rep = json.loads((tmp_path / "plain" / "report.json").read_text())
+    assert rep["out_of_prior"] is None and not any("face_score" in x for x in rep["images"])
+
+    monkeypatch.setitem(ood.THRESHOLDS, tiny_prior_dir.name, ood.THRESHOLD)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["recover", str(inp), "--out", str(out), "--prior", str(tiny_prior_dir), "--json", *FAST])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "report.json").read_text())
+    assert len(rep["images"]) == 5
+    assert all(isinstance(x["out_of_prior"], bool) and 0 <= x["face_score"] <= 1 for x in rep["images"])
+    flat = next(x for x in rep["images"] if x["stem"] == "flat")
+    assert flat["out_of_prior"] and flat["face_score"] == 0
+    flagged = [x["stem"] for x in rep["images"] if x["out_of_prior"]]
+    assert rep["out_of_prior"] == {"threshold": ood.THRESHOLD, "n": len(flagged), "images": flagged}
+    assert json.loads(r.stdout)["out_of_prior"] == rep["out_of_prior"]
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == len(flagged)
+    assert any("flat.png: the prior may have made up a face (face score 0.000 < 0.319)" in w for w in warnings)
+    r = run("recover", inp, "--out", out, "--prior", tiny_prior_dir, *FAST)  # resumed: the flags come from the journal
+    assert r.exit_code == 0 and "resuming: 5 image(s)" in r.output
+    assert f"{len(flagged)} image(s) may be outside the prior (warnings above)" in r.stdout
+    r = run("recover", inp, "--out", tmp_path / "pgd", "--method", "pgd", "--prior", tiny_prior_dir, *FAST)
+    rep = json.loads((tmp_path / "pgd" / "report.json").read_text())
+    assert r.exit_code == 0 and "warning" not in r.output and rep["out_of_prior"] is None
+    assert not any("face_score" in x for x in rep["images"])

@@ -4,11 +4,14 @@
     mimic prior-report celeba64 --n 200 --write-card runs/card-celeba64
     python -m tools.ship_prior --card runs/card-celeba64 --name celeba64
     python -m tools.ship_prior --classifier RUN_DIR --name fmnist_classifier
+    python -m tools.ship_prior --group-stats --name celeba64 [--data DIR]
 
 ``--weights auto`` (default) projects 25 *validation* faces with both the raw generator and
 its exponential moving average and ships the better one. ``mimic prior-report`` never writes into
 pretrained/: ``--card DIR`` installs the card it wrote (card.json, README.md, samples.png,
-projection.png) after checking that its sha256 are those of the shipped weights.
+projection.png) after checking that its sha256 are those of the shipped weights. ``--group-stats`` measures the
+statistics of the prior's training images (``mimic.groupstats``; the split its card names) and ships them as
+group_stats.json with their sha256 in the card.
 """
 from __future__ import annotations
 
@@ -101,6 +104,31 @@ def ship_card(card_dir: Path, name: str) -> None:
     print(f"shipped the model card of {name} from {card_dir} to {dest}")
 
 
+def ship_group_stats(name: str, data=None) -> None:
+    """Measure the training images' group statistics of a shipped prior and ship them (group_stats.json)."""
+    from mimic.data import data_dir, list_images, load_fmnist, load_image_folder, split_files
+    from mimic.groupstats import fit_group_stats
+
+    dest = pretrained_dir() / name
+    card = json.loads((dest / "card.json").read_text())
+    if name.startswith("fmnist"):
+        from mimic.data import fmnist_dir
+
+        imgs, _ = load_fmnist(fmnist_dir(data), "train")
+        source = f"Fashion-MNIST official training images ({len(imgs)})"
+    else:
+        files = split_files(list_images(data_dir("celeba", data)), holdout=card["split"]["holdout"]).train
+        if len(files) != card["split"]["train"]["n"]:
+            raise SystemExit(f"error: {len(files)} training images found, the card says {card['split']['train']['n']}")
+        imgs = load_image_folder(files, size=64)
+        source = f"the prior's {len(files)} training faces (the card's split), {card.get('preprocessing', '')}"
+    gs = fit_group_stats(imgs, source=source)
+    gs.save(dest / "group_stats.json")
+    card.setdefault("sha256", {})["group_stats.json"] = sha256_file(dest / "group_stats.json")
+    save_json(dest / "card.json", card)
+    print(f"shipped group statistics of {name} ({gs.n_images} images) to {dest / 'group_stats.json'}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt")
@@ -108,7 +136,11 @@ def main():
     ap.add_argument("--card", type=Path, help="a model card folder written by `mimic prior-report NAME --write-card DIR`")
     ap.add_argument("--name", required=True)
     ap.add_argument("--weights", default="auto", choices=["auto", "ema", "raw"])
+    ap.add_argument("--group-stats", action="store_true", help="measure and ship the training images' statistics")
+    ap.add_argument("--data", help="data root (default: MIMIC_DATA)")
     args = ap.parse_args()
+    if args.group_stats:
+        return ship_group_stats(args.name, args.data)
     if args.classifier:
         return ship_classifier(args.classifier, args.name)
     if args.card:

@@ -65,11 +65,13 @@ def oracle_recover(pr, task, y_u8, dev, batch_size, seed) -> np.ndarray:
 def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, device="auto", seed: int = 0, data=None,
                 methods=("pgd", "mimic", "oracle"), batch_size: int = 25, quick: bool = False,
                 supervised_steps: int = 1500,
-                overrides: dict | None = None, log=print) -> dict:
+                overrides: dict | None = None, log=print,
+                trust_unverified: bool = False) -> dict:
     """Run the benchmark; writes ``OUT/blind.json`` and ``OUT/blind.md``; returns the JSON dict."""
     from .report_utils import heldout_test_faces
 
-    out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick)
+    out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick,
+                                          trust_unverified=trust_unverified)
     pyplot()  # the figures need matplotlib (the bench extra): a missing one fails now, not after the run
     n = min(n, 8) if quick else n
     if data is not None:  # a folder of clean 64x64 faces instead of the prior's test split

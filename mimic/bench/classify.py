@@ -62,12 +62,14 @@ def predict(clf, x: torch.Tensor, device, batch_size: int = 500) -> np.ndarray:
 
 def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", corruptions=FMNIST_TASKS,
                    n: int = 500, device="auto", seed: int = 0, data=None, methods=("pgd", "mimic"),
-                   batch_size: int = 25, quick: bool = False, overrides: dict | None = None, log=print) -> dict:
+                   batch_size: int = 25, quick: bool = False, overrides: dict | None = None, log=print,
+                   trust_unverified: bool = False) -> dict:
     """Run the benchmark; writes ``OUT/classify.json``, ``OUT/classify.md`` and figures; returns the JSON dict."""
-    out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick, restarts=1)
+    out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick, restarts=1,
+                                          trust_unverified=trust_unverified)
     pyplot()  # the figures need matplotlib (the bench extra): a missing one fails now, not after the run
     out.mkdir(parents=True, exist_ok=True)
-    clf = load_classifier(classifier, device=dev).eval()
+    clf = load_classifier(classifier, device=dev, trust_unverified=trust_unverified).eval()
     n = min(n, 25) if quick else n
     clean_u8, labels, idx = fmnist_test_subset(n, seed, data)
     clean = to_tensor(clean_u8)  # (n, 1, 28, 28) in [-1, 1]

@@ -109,12 +109,13 @@ def bench_defense(out, *, prior="fmnist28", classifier="fmnist_classifier", atta
                   defenses=DEFENSES, n: int = 500, device="auto", seed: int = 0, data=None, restarts: int = 4,
                   alphas=(0.5, 1.0, 1.5, 2.0), n_universal: int | None = None, adaptive=("defense_gan", "mimic"),
                   n_adaptive: int = 100, adaptive_steps: int = 5, quick: bool = False,
-                  overrides: dict | None = None, log=print) -> dict:
+                  overrides: dict | None = None, log=print, trust_unverified: bool = False) -> dict:
     """Run the benchmark; writes ``OUT/defense.json``, ``OUT/defense.md`` and plots; returns the JSON dict."""
-    out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick, restarts=1)
+    out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick, restarts=1,
+                                          trust_unverified=trust_unverified)
     pyplot()  # the figures need matplotlib (the bench extra): a missing one fails now, not after the run
     out.mkdir(parents=True, exist_ok=True)
-    clf = load_classifier(classifier, device=dev).eval()
+    clf = load_classifier(classifier, device=dev, trust_unverified=trust_unverified).eval()
     est = art_classifier(clf, dev)
     if quick:
         n, n_adaptive, adaptive_steps, restarts = min(n, 20), min(n_adaptive, 10), min(adaptive_steps, 2), min(restarts, 2)

@@ -138,7 +138,8 @@ def dip(y: torch.Tensor, keep: torch.Tensor | None, *, steps: int = 1500, lr: fl
 
 def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), n: int = 200, device="auto",
                       seed: int = 0, methods=METHODS, data=None, quick: bool = False, dip_steps: int = 1500,
-                      dip_n: int | None = None, overrides: dict | None = None, log=print) -> dict:
+                      dip_n: int | None = None, overrides: dict | None = None, log=print,
+                      trust_unverified: bool = False) -> dict:
     """Run the benchmark; writes ``OUT/reconstruct.json`` and ``OUT/reconstruct.md``.
 
     A run into a folder that already holds ``reconstruct.json`` from the same settings (faces, seed, prior,
@@ -149,7 +150,8 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
     """
     from ..priors.report import heldout_images
 
-    out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick)
+    out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick,
+                                          trust_unverified=trust_unverified)
     if quick:
         n, dip_steps = min(n, 4), min(dip_steps, 20)
     clean_u8, source = heldout_images(pr, n, data=data, which="test")

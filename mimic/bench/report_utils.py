@@ -13,9 +13,12 @@ from ..tasks import get_task
 QUICK_SCHEDULE = {"warm_steps": 20, "T": 2, "T1": 5, "T2": 5}
 
 
-def bench_setup(out, prior, device, overrides: dict | None, quick: bool, **quick_overrides):
+def bench_setup(out, prior, device, overrides: dict | None, quick: bool, *, trust_unverified: bool = False,
+                **quick_overrides):
     """What every bench starts with: (``out`` as a Path, the resolved device, the prior loaded on it, the MimicConfig
-    overrides; for a ``quick`` run the quick schedule and ``quick_overrides`` under the given overrides)."""
+    overrides; for a ``quick`` run the quick schedule and ``quick_overrides`` under the given overrides).
+    ``prior`` is a name, a folder (``trust_unverified``: weights its card lists no sha256 for are used) or a loaded
+    ``Prior``."""
     from pathlib import Path
 
     from ..api import resolve_device
@@ -25,7 +28,7 @@ def bench_setup(out, prior, device, overrides: dict | None, quick: bool, **quick
     overrides = dict(overrides or {})
     if quick:
         overrides = {**QUICK_SCHEDULE, **quick_overrides, **overrides}
-    return Path(out), dev, load_prior(prior, device=dev), overrides
+    return Path(out), dev, load_prior(prior, device=dev, trust_unverified=trust_unverified), overrides
 
 
 def heldout_test_faces(prior, n: int):

@@ -49,7 +49,8 @@ def setting_label(task: str, kw: dict) -> str:
 
 def bench_shifted(out, *, prior="celeba64", tasks=None, methods=METHODS, which: str = "all", n: int = 50,
                   offset: int = 450, device="auto", seed: int = 0, data=None, quick: bool = False,
-                  overrides: dict | None = None, log=print) -> dict:
+                  overrides: dict | None = None, log=print,
+                  trust_unverified: bool = False) -> dict:
     """Run the benchmark; writes ``OUT/shifted.json`` and ``OUT/shifted.md`` after every setting; returns the JSON.
 
     ``tasks``: a subset of the six paper tasks (default: all); ``which``: ``"all"`` settings, only the
@@ -65,7 +66,8 @@ def bench_shifted(out, *, prior="celeba64", tasks=None, methods=METHODS, which: 
     known = {t for t, _ in SETTINGS}
     if tasks is not None and set(tasks) - known:
         raise ValueError(f"unknown task(s) {sorted(set(tasks) - known)}; valid: {', '.join(dict.fromkeys(known))}")
-    out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick)
+    out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick,
+                                          trust_unverified=trust_unverified)
     n = min(n, 4) if quick else n
     clean_u8, source = validation_faces(n, offset, data=data, size=pr.resolution)
     clean = to_tensor(clean_u8)

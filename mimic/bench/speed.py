@@ -28,13 +28,13 @@ def _time_solve(pr, y, cfg, dev, reps=1):
     _sync(dev)
     t = time.perf_counter()
     for _ in range(reps):
-        solve(pr.G, pr.D, y, cfg, generator=torch.Generator().manual_seed(0))
+        solve(pr.G, pr.D, y, cfg, generator=torch.Generator().manual_seed(0), stats=pr.group_stats)
     _sync(dev)
     return (time.perf_counter() - t) / reps
 
 
 def bench_speed(*, prior="celeba64", task="gray_blur", devices=None, groups=(1, 4), batch=25,
-                outer=2, warm=10, full: bool = True) -> list[dict]:
+                outer=2, warm=10, full: bool = True, trust_unverified: bool = False) -> list[dict]:
     """Measure (see module docstring); returns one row per (device, S).
 
     With ``full`` the default schedule is run end to end once per (device, S) and timed (the figure
@@ -46,13 +46,13 @@ def bench_speed(*, prior="celeba64", task="gray_blur", devices=None, groups=(1, 
     rows = []
     for d in devices:
         dev = torch.device(d)
-        pr = load_prior(prior, device=dev)
+        pr = load_prior(prior, device=dev, trust_unverified=trust_unverified)
         pr.G.to(memory_format=torch.channels_last)
         cobs = get_task(task).corruption and 1 if task == "gray_blur" else 3
         for S in groups:
             y = (torch.rand(S, batch, cobs, pr.resolution, pr.resolution, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(dev)
             # warm-up (CUDA kernels, allocator)
-            solve(pr.G, pr.D, y, base.replace(warm_steps=2, T=1, T1=2, T2=2))
+            solve(pr.G, pr.D, y, base.replace(warm_steps=2, T=1, T1=2, T2=2), stats=pr.group_stats)
             # single-candidate warm steps (the candidate starts double only the first select_after steps)
             t_warm = _time_solve(pr, y, base.replace(warm_steps=warm, T=0, inits=("identity",)), dev) / warm
             t_outer = (_time_solve(pr, y, base.replace(warm_steps=0, T=outer), dev)) / outer

@@ -130,6 +130,13 @@ def _print_notices(res):
         click.echo(f"note: {n}", err=True)
     for f, why in res.skipped:
         click.echo(f"skipped: {f}: {why}", err=True)
+    for f, score in getattr(res, "out_of_prior", []):
+        click.echo(f"warning: {f}: the prior may have made up a face (face score {score:.3f} < "
+                   f"{res.face_threshold:.3f}); is it a 64x64 aligned face?", err=True)
+
+
+def _ood_summary(n: int) -> str:
+    return f"{n} image(s) may be outside the prior (warnings above)"
 
 
 @cli.command()
@@ -148,12 +155,15 @@ def recover(input, out, method, quiet, as_json, **kw):
     if as_json:
         click.echo(json.dumps({"out": str(out), "recovered": res.done, "resumed": res.resumed,
                                "skipped": [{"input": a, "reason": b} for a, b in res.skipped],
-                               "metrics": res.metrics, "notices": res.notices}))
+                               "metrics": res.metrics, "notices": res.notices,
+                               "out_of_prior": res.report.get("out_of_prior")}))
     else:
         msg = f"recovered {res.done} image(s) into {out / 'recovered'}"
         if res.metrics:
             msg += (f"; PSNR {res.metrics['psnr_mean']:.2f} dB, SSIM {res.metrics['ssim_mean']:.3f} "
                     f"(n={res.metrics['n']})")
+        if res.out_of_prior:
+            msg += "; " + _ood_summary(len(res.out_of_prior))
         click.echo(msg)
     sys.exit(1 if res.skipped else 0)
 
@@ -185,7 +195,8 @@ def compare(input, out, quiet, as_json, **kw):
             t.add_row(k, f"{m[k]['psnr_mean']:.2f}", f"{m[k]['ssim_mean']:.3f}")
         t.add_row("gain", f"{m['gain_psnr_db']:+.2f}", f"{m['gain_ssim']:+.3f}")
         _console().print(t)
-    click.echo(f"wrote {out / 'mimic'}, {out / 'pgd'}, {out / 'grid.png'}, {out / 'metrics.json'}")
+    click.echo(f"wrote {out / 'mimic'}, {out / 'pgd'}, {out / 'grid.png'}, {out / 'metrics.json'}"
+               + (f"; {_ood_summary(m['out_of_prior'])}" if m.get("out_of_prior") else ""))
     sys.exit(1 if r["mimic"].skipped else 0)
 
 
@@ -209,13 +220,20 @@ def corrupt(input, task, out, seed, size, strict_size, overwrite):
 
 
 @cli.command()
-def tasks():
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list (name, corruption, prior, description, config) instead of the table.")
+def tasks(as_json):
     """List the task presets and their hyper-parameters."""
-    from rich.console import Console
+    from dataclasses import asdict
+
     from rich.table import Table
 
     from ..tasks import TASKS
 
+    if as_json:
+        click.echo(json.dumps([{"name": k, "corruption": v.corruption, "prior": v.prior, "description": v.description,
+                                "config": asdict(v.config)} for k, v in TASKS.items()], default=str))
+        return
     t = Table(title="task presets")
     for c in ("task", "corruption", "lam_I", "lam_adv", "lr_s", "lr_g", "surrogate", "schedule", "description"):
         t.add_column(c)
@@ -227,22 +245,37 @@ def tasks():
 
 
 @cli.command()
-def corruptions():
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list (name, domain, params) instead of the lines.")
+def corruptions(as_json):
     """List the registered corruptions."""
     from ..corruptions import get_corruption, list_corruptions
 
+    if as_json:
+        click.echo(json.dumps([{"name": n, "domain": get_corruption(n).domain, "params": get_corruption(n).params()}
+                               for n in list_corruptions()], default=str))
+        return
     for n in list_corruptions():
         c = get_corruption(n)
         click.echo(f"{n:22s} {c.domain:7s} {json.dumps(c.params())}")
 
 
 @cli.command()
-def priors():
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list (name, path, summary, terms, quality, sha256) instead of the lines.")
+def priors(as_json):
     """List the shipped priors."""
     from ..priors import list_priors, pretrained_dir
 
     d = pretrained_dir()
     names = list_priors()
+    if as_json:
+        rows = []
+        for n in names:
+            card = json.loads((d / n / "card.json").read_text())
+            rows.append({"name": n, "path": str(d / n), "summary": card.get("summary", ""), "terms": card.get("terms"),
+                         "quality": card.get("quality", {}), "sha256": card.get("sha256", {})})
+        click.echo(json.dumps(rows))
+        return
     if not names:
         click.echo(f"no priors in {d}")
     for n in names:
@@ -347,6 +380,11 @@ def prior_report_cmd(name, data, n, json_path, device, card_dir, trust_unverifie
         click.echo(f"wrote the model card into {card_dir}", err=True)
 
 
+def _trust_option(fn):
+    return click.option("--trust-unverified", is_flag=True,
+                        help="Use a prior (or classifier) folder whose card lists no sha256 for its weights.")(fn)
+
+
 @cli.group()
 def bench():
     """Benchmarks that print a table (and write JSON with --out)."""
@@ -360,8 +398,9 @@ def bench():
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write speed.json here.")
 @click.option("--projected", is_flag=True, help="Project the default schedule's time from per-step timings "
               "instead of running it end to end.")
+@_trust_option
 @handle_errors
-def bench_speed_cmd(prior, task, groups, devices, out, projected):
+def bench_speed_cmd(prior, task, groups, devices, out, projected, trust_unverified):
     """Seconds per outer iteration, images/s of the default schedule, speed-up over a per-group loop."""
     from rich.table import Table
 
@@ -369,7 +408,8 @@ def bench_speed_cmd(prior, task, groups, devices, out, projected):
     from ..io import save_json
 
     rows = bench_speed(prior=prior, task=task, devices=list(devices) or None,
-                       groups=tuple(int(g) for g in groups.split(",")), full=not projected)
+                       groups=tuple(int(g) for g in groups.split(",")), full=not projected,
+                       trust_unverified=trust_unverified)
     t = Table(title=f"engine speed ({task}, default schedule, groups of 25, "
                     f"{'projected' if projected else 'measured end to end'})")
     for c in ("device", "groups", "images", "s / warm step", "s / outer it.", "s default schedule", "images/s",
@@ -402,16 +442,17 @@ def bench_speed_cmd(prior, task, groups, devices, out, projected):
 @click.option("--seed", default=0, show_default=True)
 @click.option("--quick", is_flag=True, help="8 faces and a short schedule (a smoke run).")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Clean faces to use instead of the held-out test split.")
+@_trust_option
 @schedule_options
 @handle_errors
-def bench_blind_cmd(out, prior, tasks, n, methods, supervised_steps, device, seed, quick, data, **kw):
+def bench_blind_cmd(out, prior, tasks, n, methods, supervised_steps, device, seed, quick, data, trust_unverified, **kw):
     """Six blind tasks: MimicGAN vs PGD vs oracle on held-out faces (PSNR/SSIM with 95% CIs)."""
     from ..bench.blind import bench_blind
 
     ov = _pop_overrides(kw)
     r = bench_blind(out, prior=prior, tasks=tuple(tasks.split(",")), n=n, methods=tuple(methods.split(",")),
                     device=device, seed=seed, quick=quick, data=data, overrides=ov, supervised_steps=supervised_steps,
-                    log=lambda m: click.echo(m, err=True))
+                    log=lambda m: click.echo(m, err=True), trust_unverified=trust_unverified)
     click.echo((Path(out) / "blind.md").read_text())
 
 
@@ -428,16 +469,17 @@ def bench_blind_cmd(out, prior, tasks, n, methods, supervised_steps, device, see
 @click.option("--dip-n", type=int, default=None, help="Deep Image Prior on the first N images only (one network per image; slow on a CPU).")
 @click.option("--quick", is_flag=True)
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Clean faces instead of the held-out test split.")
+@_trust_option
 @schedule_options
 @handle_errors
-def bench_reconstruct_cmd(out, prior, n, methods, device, seed, dip_steps, dip_n, quick, data, **kw):
+def bench_reconstruct_cmd(out, prior, n, methods, device, seed, dip_steps, dip_n, quick, data, trust_unverified, **kw):
     """Pajot et al.'s corruptions: MimicGAN, PGD, TV, biharmonic inpainting, Deep Image Prior (MSE, PSNR)."""
     from ..bench.reconstruct import bench_reconstruct
 
     ov = _pop_overrides(kw)
     bench_reconstruct(out, prior=prior, n=n, methods=tuple(methods.split(",")), device=device, seed=seed,
                       dip_steps=dip_steps, dip_n=dip_n, quick=quick, data=data, overrides=ov,
-                      log=lambda m: click.echo(m, err=True))
+                      log=lambda m: click.echo(m, err=True), trust_unverified=trust_unverified)
     click.echo((Path(out) / "reconstruct.md").read_text())
 
 
@@ -457,9 +499,10 @@ def bench_reconstruct_cmd(out, prior, n, methods, device, seed, dip_steps, dip_n
 @click.option("--seed", default=0, show_default=True)
 @click.option("--quick", is_flag=True, help="4 faces and a short schedule (a smoke run).")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Clean faces instead of the validation split.")
+@_trust_option
 @schedule_options
 @handle_errors
-def bench_shifted_cmd(out, prior, tasks, methods, which, n, offset, device, seed, quick, data, **kw):
+def bench_shifted_cmd(out, prior, tasks, methods, which, n, offset, device, seed, quick, data, trust_unverified, **kw):
     """The presets off their tuned corruption settings: PGD, task preset, blind preset (PSNR, gain over PGD)."""
     from ..bench.shifted import bench_shifted
 
@@ -470,7 +513,7 @@ def bench_shifted_cmd(out, prior, tasks, methods, which, n, offset, device, seed
     ov = _pop_overrides(kw)
     bench_shifted(out, prior=prior, tasks=tuple(tasks.split(",")), methods=tuple(methods.split(",")), which=which,
                   n=n, offset=offset, device=device, seed=seed, data=data, quick=quick, overrides=ov,
-                  log=lambda m: click.echo(m, err=True))
+                  log=lambda m: click.echo(m, err=True), trust_unverified=trust_unverified)
     click.echo((Path(out) / "shifted.md").read_text())
 
 
@@ -489,11 +532,17 @@ def bench_shifted_cmd(out, prior, tasks, methods, which, n, offset, device, seed
 @click.option("--seed", default=0, show_default=True)
 @click.option("--quick", is_flag=True, help="4 faces and a short schedule (a smoke run).")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Clean faces instead of the held-out split.")
+@_trust_option
 @schedule_options
 @handle_errors
-def bench_unseen_cmd(out, prior, half, kinds, split, n, offset, methods, device, seed, quick, data, **kw):
+def bench_unseen_cmd(out, prior, half, kinds, split, n, offset, methods, device, seed, quick, data, trust_unverified,
+                     **kw):
     """Kinds of damage no preset was tuned on (a tuning and a held-out half): observation, PGD, blind, oracle."""
     from ..bench.unseen import bench_unseen
+    from ..priors import load_prior
+
+    if trust_unverified:  # loaded here (on the CPU; the bench moves it to its device), as bench_unseen takes a Prior
+        prior = load_prior(prior, trust_unverified=True)
 
     bench_unseen(out, prior=prior, n=n, half=half, split=split, offset=offset,
                  kinds=kinds.split(",") if kinds else None, methods=tuple(methods.split(",")), device=device,
@@ -513,16 +562,18 @@ def bench_unseen_cmd(out, prior, half, kinds, split, n, offset, methods, device,
 @click.option("--seed", default=0, show_default=True)
 @click.option("--quick", is_flag=True)
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Folder with the Fashion-MNIST IDX files.")
+@_trust_option
 @schedule_options
 @handle_errors
-def bench_classify_cmd(out, prior, classifier, corruptions, n, methods, batch_size, device, seed, quick, data, **kw):
+def bench_classify_cmd(out, prior, classifier, corruptions, n, methods, batch_size, device, seed, quick, data,
+                       trust_unverified, **kw):
     """Fashion-MNIST: classifier accuracy on clean, corrupted, PGD- and MimicGAN-recovered images."""
     from ..bench.classify import bench_classify
 
     ov = _pop_overrides(kw)
     bench_classify(out, prior=prior, classifier=classifier, corruptions=tuple(corruptions.split(",")), n=n,
                    methods=tuple(methods.split(",")), batch_size=batch_size, device=device, seed=seed, quick=quick,
-                   data=data, overrides=ov, log=lambda m: click.echo(m, err=True))
+                   data=data, overrides=ov, log=lambda m: click.echo(m, err=True), trust_unverified=trust_unverified)
     click.echo((Path(out) / "classify.md").read_text())
 
 
@@ -542,10 +593,11 @@ def bench_classify_cmd(out, prior, classifier, corruptions, n, methods, batch_si
 @click.option("--seed", default=0, show_default=True)
 @click.option("--quick", is_flag=True)
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Folder with the Fashion-MNIST IDX files.")
+@_trust_option
 @schedule_options
 @handle_errors
 def bench_defense_cmd(out, prior, classifier, attacks, defenses, n, gan_restarts, alphas, n_universal, n_adaptive,
-                      adaptive_steps, device, seed, quick, data, **kw):
+                      adaptive_steps, device, seed, quick, data, trust_unverified, **kw):
     """Fashion-MNIST: adversarial attacks (ART) against no defense, Defense-GAN, Cowboy and MimicGAN."""
     from ..bench.defense import bench_defense
 
@@ -555,7 +607,7 @@ def bench_defense_cmd(out, prior, classifier, attacks, defenses, n, gan_restarts
                   restarts=gan_restarts, alphas=tuple(float(a) for a in alphas.split(",")), n_universal=n_universal,
                   adaptive=tuple(d for d in ("defense_gan", "mimic") if d in ds), n_adaptive=n_adaptive,
                   adaptive_steps=adaptive_steps, device=device, seed=seed, quick=quick, data=data, overrides=ov,
-                  log=lambda m: click.echo(m, err=True))
+                  log=lambda m: click.echo(m, err=True), trust_unverified=trust_unverified)
     click.echo((Path(out) / "defense.md").read_text())
 
 

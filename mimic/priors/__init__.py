@@ -2,7 +2,9 @@
 
 A prior folder holds ``generator.safetensors``, ``discriminator.safetensors``,
 ``config.json`` (architecture) and ``card.json`` (model card data, including the
-sha256 of every weight file). ``pretrained/<name>/`` folders are registered by name.
+sha256 of every weight file), and optionally ``group_stats.json`` (the training images' statistics the blind mode's
+group term holds a group of recoveries to, ``mimic.groupstats``; its sha256 in the card too).
+``pretrained/<name>/`` folders are registered by name.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..groupstats import GroupStats
 from .models import ARCHS, FMNISTClassifier
 
 __all__ = ["Prior", "get_prior", "load_prior", "list_priors", "pretrained_dir", "sha256_file", "PriorError", "load_classifier"]
@@ -73,6 +76,7 @@ class Prior:
     path: str
     sha256: dict = field(default_factory=dict)
     card: dict = field(default_factory=dict)
+    group_stats: GroupStats | None = None  # the training images' statistics (group_stats.json), or None
 
     def to(self, device) -> "Prior":
         self.G.to(device)
@@ -138,7 +142,13 @@ def load_prior(name_or_path="celeba64", *, device="cpu", trust_unverified: bool 
     arch = cfg.get("arch")
     if arch not in ARCHS:
         raise PriorError(f"{cfg_path}: unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
-    sums = _verify(folder, card, ["generator.safetensors", "discriminator.safetensors"], trust_unverified=trust_unverified)
+    files = ["generator.safetensors", "discriminator.safetensors"]
+    has_stats = (folder / "group_stats.json").exists()
+    sums = _verify(folder, card, files + ["group_stats.json"] * has_stats, trust_unverified=trust_unverified)
+    try:
+        stats = GroupStats.load(folder / "group_stats.json") if has_stats else None
+    except ValueError as e:
+        raise PriorError(str(e)) from None
     Gcls, Dcls, nc, res = ARCHS[arch]
     G, D = Gcls(nz=cfg.get("nz", 100)), Dcls()
     try:
@@ -151,7 +161,7 @@ def load_prior(name_or_path="celeba64", *, device="cpu", trust_unverified: bool 
         m.requires_grad_(False)
         m.to(memory_format=torch.channels_last)  # faster convolutions (CPU and GPU); outputs unchanged
     return Prior(name=name, G=G, D=D, nz=cfg.get("nz", 100), channels=nc, resolution=res, path=str(folder),
-                 sha256=sums, card=card).to(device)
+                 sha256=sums, card=card, group_stats=stats).to(device)
 
 
 get_prior = load_prior  # the registry convention's name (list_priors / get_prior)
