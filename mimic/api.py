@@ -23,7 +23,7 @@ from .priors import Prior, load_prior
 from .tasks import Task, get_task
 
 __all__ = ["Recovery", "GroupResult", "recover", "recover_groups", "resolve_device", "make_groups", "group_seed",
-           "fill_notice", "out_of_prior_notice"]
+           "fill_notice", "fit_config", "out_of_prior_notice"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -61,6 +61,15 @@ def group_seed(seed: int, names: list[str]) -> int:
     """The seed of one group: a hash of the run's seed and its images' names (63 bits)."""
     h = hashlib.sha256(f"{int(seed)}\n".encode() + "\n".join(names).encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(h[:8], "little") & (2**63 - 1)
+
+
+def fit_config(cfg: MimicConfig, prior: Prior, method: str) -> tuple[MimicConfig, list]:
+    """The configuration a recovery with ``prior`` runs, and its notices: the group term (``lam_group``) needs the
+    prior's training statistics (``group_stats.json``), so a prior without them runs with it off, and says so."""
+    if method == "mimic" and cfg.lam_group and prior.group_stats is None:
+        return cfg.replace(lam_group=0.0), [f"prior {prior.name} has no group statistics (group_stats.json; "
+                                            "python -m tools.ship_prior --group-stats): the group term is off"]
+    return cfg, []
 
 
 def fill_notice(n_images: int, mean_fraction: float) -> str:
@@ -295,7 +304,9 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
     t = get_task(task)
     cfg = t.config.replace(**overrides) if overrides else t.config
     pr = load_prior(prior if prior is not None else t.prior, device=dev)
+    cfg, cfg_notices = fit_config(cfg, pr, method)
     prep = prepare(images, resolution=pr.resolution, strict_size=strict_size, names=names)
+    prep.notices[:0] = cfg_notices
     if prep.skipped and on_error == "raise":
         name, why = prep.skipped[0]
         raise InputError(f"{name}: {why}")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .api import fill_notice, make_groups, recover_groups, resolve_device
+from .api import fill_notice, fit_config, make_groups, recover_groups, resolve_device
 from .corruptions import get_corruption
 from .inputs import InputError, folder_notices, input_notices, prepare, scan_folder
 from .io import ImageReadError, labeled_grid, read_image, save_json, save_png, to_tensor, to_uint8
@@ -226,8 +226,9 @@ def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, ba
     t = get_task(task)
     cfg = t.config.replace(**overrides) if overrides else t.config
     pr = load_prior(prior if prior is not None else t.prior, device=dev, trust_unverified=trust_unverified)
+    cfg, cfg_notices = fit_config(cfg, pr, method)
     _check_writable(out)
-    res = FolderResult(out=out, notices=folder_notices(inp),
+    res = FolderResult(out=out, notices=cfg_notices + folder_notices(inp),
                        face_threshold=threshold_for(pr) if method == "mimic" else None)
     # one output per stem: a.png and a.jpg would overwrite each other's outputs
     seen, stems = {}, []

@@ -9,6 +9,7 @@ Sections are delimited by <!-- BEGIN:name --> ... <!-- END:name -->:
 - fmnist: pretrained/fmnist28/card.json and pretrained/fmnist_classifier/card.json
 - classify, defense, reconstruct: benchmarks/results/<bench>/<bench>.md (+ json)
 - shifted: benchmarks/results/shifted/shifted.md (+ json; from `mimic bench shifted`)
+- unseen: benchmarks/results/unseen/unseen.md (+ json; from `mimic bench unseen`)
 """
 import json
 import re
@@ -121,13 +122,27 @@ def shifted_section() -> str:
     return head + "\n\n" + (p / "shifted.md").read_text()
 
 
+def unseen_section() -> str:
+    p = ROOT / "benchmarks" / "results" / "unseen"
+    res = json.loads((p / "unseen.json").read_text())
+    st, rows = res["settings"], res["results"]
+    mins = sum(r.get("seconds", 0) for r in rows) / 60
+    devs = ", ".join(sorted({r["device"] for r in rows if r["method"] != "observed"}))
+    head = (f"{st['faces']}, {st['n']} per kind and strength, groups of {st['batch_size']} ({devs}, torch "
+            f"{res['versions']['torch']}, {mins:.0f} min of compute summed); PSNR in dB, blind - PGD with its paired 95% "
+            "interval. The blind rows were measured with the preset as it is now (`lam_group` "
+            f"{rows and next((r['config']['lam_group'] for r in rows if r['method'] == 'blind'), 0)}).")
+    return head + "\n\n" + (p / "unseen.md").read_text()
+
+
 def main():
     readme = (ROOT / "README.md").read_text()
     sections = (("prior", prior_section), ("blind", blind_section), ("speed", speed_section), ("fmnist", fmnist_section),
                 ("classify", lambda: _bench_section("classify", ["classify.png", "classify_binarize.png",
                                                                   "classify_drop_pixels.png", "classify_blur_negative.png"])),
                 ("defense", lambda: _bench_section("defense", ["defense_universal.png", "defense_fgsm.png"])),
-                ("reconstruct", lambda: _bench_section("reconstruct")), ("shifted", shifted_section))
+                ("reconstruct", lambda: _bench_section("reconstruct")), ("shifted", shifted_section),
+                ("unseen", unseen_section))
     for name, fn in sections:
         pat = re.compile(rf"(<!-- BEGIN:{name} -->\n)(?:.*?\n)?(<!-- END:{name} -->)", re.S)
         if pat.search(readme):

@@ -14,6 +14,7 @@ import torch
 
 from ..engine import solve
 from ..priors import load_prior
+from ..api import fit_config
 from ..tasks import get_task
 
 __all__ = ["bench_speed"]
@@ -47,6 +48,7 @@ def bench_speed(*, prior="celeba64", task="gray_blur", devices=None, groups=(1, 
     for d in devices:
         dev = torch.device(d)
         pr = load_prior(prior, device=dev, trust_unverified=trust_unverified)
+        base, _ = fit_config(get_task(task).config, pr, "mimic")
         pr.G.to(memory_format=torch.channels_last)
         cobs = get_task(task).corruption and 1 if task == "gray_blur" else 3
         for S in groups:

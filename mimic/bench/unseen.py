@@ -240,9 +240,9 @@ def bench_unseen(out, *, prior="celeba64", n: int = 25, half: str = "all", split
     else:
         clean_u8, source = validation_faces(n, offset)
     x = to_tensor(clean_u8)
+    blind_config = _jsonable(get_task("blind").config.replace(**overrides).__dict__)
     settings = {"prior": pr.name, "prior_sha256": pr.sha256, "faces": source, "n": len(clean_u8), "seed": seed,
-                "batch_size": batch_size, "overrides": overrides, "quick": quick,
-                "blind_config": get_task("blind").config.replace(**overrides).__dict__}
+                "batch_size": batch_size, "overrides": overrides, "quick": quick}
     path = out / "unseen.json"
     rows = []
     if path.exists():
@@ -250,7 +250,10 @@ def bench_unseen(out, *, prior="celeba64", n: int = 25, half: str = "all", split
             old = json.loads(path.read_text())
             if all(json.dumps(old["settings"].get(k), sort_keys=True, default=str) ==
                    json.dumps(v, sort_keys=True, default=str) for k, v in settings.items()):
-                rows = old["results"]
+                # a row is reused when it was measured with the configuration it uses now (the blind preset's; PGD
+                # and the oracle only its parts that they use), so that a changed preset re-measures only its rows
+                rows = [r for r in old["results"] if r["method"] == "observed"
+                        or _uses(r["method"], r.get("config")) == _uses(r["method"], blind_config)]
         except (ValueError, KeyError):
             rows = []
     have = {(r["kind"], r["level"], r["method"]) for r in rows}
@@ -291,9 +294,27 @@ def bench_unseen(out, *, prior="celeba64", n: int = 25, half: str = "all", split
                     prev = next((r for r in rows if (r["kind"], r["level"], r["method"]) == (k, level, "pgd")), None)
                     base = None if prev is None else np.asarray(prev["per_image"])
                 rows.append(_row(k, d, level, m, p, ssim(rec, clean_u8), time.perf_counter() - t0, dev, p_obs, base))
+                rows[-1]["config"] = blind_config
                 log(f"{k:13s} {level} {m:7s} PSNR {rows[-1]['psnr_mean']:6.2f} (observed {float(p_obs.mean()):.2f})")
                 write()
     return write()
+
+
+#: Fields of the blind preset that PGD and the oracle do not use (no surrogate, no identity loss, no group term).
+_PGD_IGNORES = ("lam_group", "lam_I", "lr_s", "surrogate", "inits", "select_after", "select_margin", "T1")
+
+
+def _jsonable(cfg: dict) -> dict:
+    return json.loads(json.dumps(cfg, default=list))
+
+
+def _uses(method: str, cfg: dict | None) -> str | None:
+    """The part of the blind preset's configuration ``cfg`` that ``method`` uses, as a comparable string."""
+    if cfg is None:
+        return None
+    if method in ("pgd", "oracle"):
+        cfg = {k: v for k, v in cfg.items() if k not in _PGD_IGNORES}
+    return json.dumps(cfg, sort_keys=True)
 
 
 def _row(kind, d, level, method, p, s, secs, dev, p_obs, base=None) -> dict:
