@@ -44,6 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mimic.priors.report import roc_auc
+
 FACE_CORRUPTIONS = ("gray_blur", "stylize", "negative", "stuck_pixels", "occlusion", "inpainting", "remove_pixel",
                     "remove_pixel_channel", "convolve_noise", "patch_band")
 SCHEDULE = dict(warm_steps=100, T=3, T1=10, T2=10)
@@ -232,22 +234,6 @@ def scores(d: dict, prior) -> dict:
     return {k: np.asarray(v, dtype=np.float64) for k, v in s.items()}
 
 
-def auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(score of a face > score of a non-face), ties counted half (Mann-Whitney)."""
-    allv = np.concatenate([pos, neg])
-    order = allv.argsort(kind="mergesort")
-    ranks = np.empty(len(allv))
-    sv = allv[order]
-    i = 0
-    while i < len(sv):  # average ranks of ties
-        j = i
-        while j + 1 < len(sv) and sv[j + 1] == sv[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
-
-
 def pick_threshold(face_by_kind: dict, max_fpr: float = 0.01) -> float:
     """The largest t such that in every kind at most ``max_fpr`` of the faces score below t."""
     t = np.inf
@@ -317,9 +303,9 @@ def main():
         t = pick_threshold(bk_cho)
         fw = {k: float((v < t).mean()) for k, v in bk_chk.items()}
         worst = max(fw, key=fw.get)
-        detail[name] = (t, bk_chk, parts, float((cat(False, 0) < t).mean()), auc(cat(True, 0), cat(False, 0)))
-        print(f"{name:28s} {auc(cat(True), cat(False)):6.3f} {auc(cat(True, 0), cat(False, 0)):7.3f} "
-              f"{auc(cat(True, 1), cat(False, 1)):7.3f} {t:8.3f} {float((cat(False, 0) < t).mean()):7.3f} | "
+        detail[name] = (t, bk_chk, parts, float((cat(False, 0) < t).mean()), roc_auc(cat(True, 0), cat(False, 0)))
+        print(f"{name:28s} {roc_auc(cat(True), cat(False)):6.3f} {roc_auc(cat(True, 0), cat(False, 0)):7.3f} "
+              f"{roc_auc(cat(True, 1), cat(False, 1)):7.3f} {t:8.3f} {float((cat(False, 0) < t).mean()):7.3f} | "
               f"{worst + ' ' + format(fw[worst], '.3f'):>32s} {float((cat(True, 1) < t).mean()):7.3f} "
               f"{float((cat(False, 1) < t).mean()):6.3f}")
     pick = max(detail, key=lambda k: (detail[k][3], detail[k][4]))

@@ -340,7 +340,7 @@ class _Run:
         self.G, self.D, self.cfg, self.pgd, self.operator, self.K = G, D, cfg, pgd, operator, K
         self.lam_I = 0.0 if pgd else cfg.lam_I  # PGD and the oracle have no identity loss
         self.lam_group = 0.0 if pgd else cfg.lam_group  # nor a group term
-        self.stats = stats
+        self.stats = None if stats is None else stats.to(dev)
         self.group_on = False  # the group term acts from the candidate choice on (``switch_group_on``)
         valid = torch.ones(S0, B, device=dev) if valid is None else valid.to(device=dev, dtype=y.dtype)
         self.S, self.shape = K * S0, (B, cobs, H, W)

@@ -18,6 +18,7 @@ degrees of freedom for n real faces, so the tolerance ``chi2_D(0.99) / n`` is wh
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass
@@ -83,6 +84,15 @@ class GroupStats:
         ridge = 1e-3 * torch.diagonal(self.cov).mean()
         self.precision = torch.linalg.inv(self.cov + ridge * torch.eye(D))
         self.dim = D
+        from scipy.stats import chi2
+
+        self.q99 = float(chi2.ppf(0.99, D))  # the 0.99 quantile of chi2_D
+
+    def to(self, device) -> "GroupStats":
+        """A copy with its tensors on ``device`` (once per solve, not per step)."""
+        new = copy.copy(self)
+        new.mean, new.cov, new.precision = (t.to(device) for t in (self.mean, self.cov, self.precision))
+        return new
 
     def distance(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """q per group: x (S, B, C, H, W) in [-1, 1], valid (S, B) (1 real, 0 padding) -> (S,) the Mahalanobis
@@ -90,14 +100,12 @@ class GroupStats:
         s = image_stats(x)  # (S, B, D)
         w = torch.ones(s.shape[:2], device=s.device, dtype=s.dtype) if valid is None else valid.to(s)
         sbar = (s * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1)  # (S, D)
-        d = sbar - self.mean.to(s)
-        return torch.einsum("sd,de,se->s", d, self.precision.to(s), d)
+        d = sbar - self.mean
+        return torch.einsum("sd,de,se->s", d, self.precision, d)
 
     def tolerance(self, n: torch.Tensor) -> torch.Tensor:
         """What sampling n real images gives (the 0.99 quantile of chi2_D / n), per group: n (S,) -> (S,)."""
-        from scipy.stats import chi2
-
-        return float(chi2.ppf(0.99, self.dim)) / n.clamp(min=1)
+        return self.q99 / n.clamp(min=1)
 
     def excess(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """max(0, q - tolerance) per group (S,): the part of the group's distance that sampling does not explain."""
