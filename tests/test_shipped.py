@@ -25,7 +25,8 @@ def test_shipped_priors_listed_and_verified():
     assert "celeba64" in list_priors()
     p = load_prior("celeba64")
     assert p.resolution == 64 and p.channels == 3 and p.nz == 100
-    assert set(p.sha256) == {"generator.safetensors", "discriminator.safetensors"}
+    assert set(p.sha256) == {"generator.safetensors", "discriminator.safetensors", "group_stats.json"}
+    assert p.group_stats is not None  # the blind preset's group term needs them
     assert p.card["quality"]["n_images"] >= 200
 
 
