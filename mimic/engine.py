@@ -16,6 +16,7 @@ Algorithm 1 (MimicGAN), as run here::
     for t in 1..T:
         T1 RMSProp steps on f's weights, x = G(z) fixed:  L_obs + lam_I ||f(x) - x||_1
         T2 RMSProp steps on z, each followed by z <- clip(z, -1, 1):  L_obs + lam_adv L_adv + lam_I L_I
+    generator adaptation: adapt_steps Adam steps on a per-group copy of G's weights and z, f fixed     (addition)
     return G(z)
 
 PGD is the same loop with f = identity and lam_I = 0 (``method="pgd"``); the oracle is PGD through a known
@@ -28,6 +29,9 @@ unless its field turns it on (evidence for every default: docs/DEFAULTS.md):
 - the observation fit's parts (``obs_norm``, ``fill``, ``clip``, ``robust*``): ``mimic.fidelity``;
 - random restarts (``restarts``): every image R times, the copy with the lowest L_obs kept;
 - divergence retries: a group whose L_obs blows up is run again with half the step;
+- generator adaptation (``adapt_steps``, ``lr_adapt``, ``adapt_anchor``): after the alternation, every group gets
+  its own copy of G's weights, adapted with z through the fixed surrogate (IAGAN's fine-tuning, blind); the groups'
+  copies are stacked and run at once (``torch.func.vmap``);
 - the keep-observed post-step (``keep_observed``, ``keep_tv``): ``mimic.imageops.keep_observed``.
 """
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, vmap
 
 from .fidelity import Fidelity
 from .groupstats import GroupStats
@@ -48,7 +53,9 @@ __all__ = ["MimicConfig", "SolveOutput", "best_of", "solve", "z_init"]
 
 RMS_ALPHA = 0.9  # RMSProp decay of the squared-gradient average (TensorFlow's default, as the paper's code)
 RMS_EPS = 1e-8  # RMSProp epsilon
-CANDIDATES = ("identity", "negated")  # the gated surrogate's candidate starts of its colour path
+CANDIDATES = ("identity", "negated")
+ADAPT_BETAS = (0.9, 0.999)  # Adam's decays in the generator adaptation (IAGAN's optimiser)
+ADAPT_REPORTS = 4  # the history and the callback see the adaptation this many times (t = T + 1 .. T + 4)  # the gated surrogate's candidate starts of its colour path
 
 
 @dataclass(frozen=True)
@@ -97,22 +104,28 @@ class MimicConfig:
     #   the missing ones); one without gets G(z) plus its TV-denoised residual. Assumes the corruption only removed
     #   pixels or added noise: off by default
     keep_tv: float = 0.7  # with ``keep_observed``: the residual's TV weight, in units of its estimated noise sigma
+    # --- generator adaptation (after the alternation; IAGAN, Abu Hussein et al. 2020, made blind) ---
+    adapt_steps: int = 0  # Adam steps on a per-group copy of G's weights and on z after the alternation, the
+    #   surrogate fixed (0 = off): recoveries leave G's range, which caps every other part at the prior's projection
+    lr_adapt: float = 1e-4  # Adam step of the adapted weights and z
+    adapt_anchor: float = 0.0  # weight of the squared distance of the adapted weights from G's, relative to G's own
+    #   squared norm per layer (0 = none; the step count is the main guard)
 
     def __post_init__(self):
         def bad(name, why):
             raise ValueError(f"MimicConfig.{name} {why}, got {getattr(self, name)!r}")
 
-        for n in ("lam_adv", "lam_I", "lam_group", "robust", "keep_tv"):
+        for n in ("lam_adv", "lam_I", "lam_group", "robust", "keep_tv", "adapt_anchor"):
             v = getattr(self, n)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 bad(n, "must be a finite number >= 0")
         if not (isinstance(self.select_margin, (int, float)) and 0 < self.select_margin <= 1):
             bad("select_margin", "must be a number in (0, 1]")
-        for n in ("lr_s", "lr_g", "lr_warm", "robust_power"):
+        for n in ("lr_s", "lr_g", "lr_warm", "robust_power", "lr_adapt"):
             v = getattr(self, n)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 bad(n, "must be a finite number > 0")
-        for n in ("warm_steps", "select_after", "T", "T1", "T2", "robust_at"):
+        for n in ("warm_steps", "select_after", "T", "T1", "T2", "robust_at", "adapt_steps"):
             v = getattr(self, n)
             if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
                 bad(n, "must be an integer >= 0")
@@ -152,7 +165,8 @@ class SolveOutput:
     z : (S, B, nz) latent codes in [-1, 1]
     obs_loss : (S, B) final per-image L_obs
     surrogate : the trained BatchedSurrogate (S groups)
-    history : dict name -> (T+1, S) CPU tensor of group means per outer iteration (0 = after the warm start)
+    history : dict name -> (T+1 [+4], S) CPU tensor of group means per outer iteration (0 = after the warm start;
+        with ``adapt_steps``, four more rows, after each quarter of the generator adaptation)
     lr_scale : (S,) step scale each group ended with (< 1 after a divergence retry)
     retried : list of group indices that diverged and were run again with a smaller step
     init : list of str, per group the surrogate start it kept ("identity", "negated", or the kind)
@@ -185,6 +199,20 @@ def rmsprop_step(params, grads, states, lr: float, scale: torch.Tensor) -> None:
         v.mul_(RMS_ALPHA).addcmul_(g, g, value=1 - RMS_ALPHA)
         s = scale.view(-1, *([1] * (p.ndim - 1)))
         p.addcdiv_(g * s, v.sqrt().add_(RMS_EPS), value=-lr)
+
+
+def adam_step(params, grads, state, lr: float, scale: torch.Tensor) -> None:
+    """In-place Adam on batched parameters whose first axis is the group axis S (``state``: first and second
+    moments and the step count); ``scale`` (S,) multiplies the step of each group. No host syncs."""
+    m, v, t = state
+    t[0] += 1
+    b1, b2 = ADAPT_BETAS
+    c1, c2 = 1 - b1 ** t[0], 1 - b2 ** t[0]
+    for p, g, m_, v_ in zip(params, grads, m, v):
+        m_.mul_(b1).add_(g, alpha=1 - b1)
+        v_.mul_(b2).addcmul_(g, g, value=1 - b2)
+        s = scale.view(-1, *([1] * (p.ndim - 1)))
+        p.sub_((m_ / c1) * s / ((v_ / c2).sqrt() + RMS_EPS) * lr)
 
 
 def best_of(score: torch.Tensor, copies: int) -> torch.Tensor:
@@ -319,6 +347,17 @@ def _alternate(*, G, D, y, cfg, pgd, valid, generator, callback, operator, weigh
         if callback is not None:
             callback(t, x, fx, run.hist)
 
+    # --- generator adaptation (addition): G leaves its range, the surrogate fixed ---
+    if cfg.adapt_steps:
+        run.start_adapting()
+        chunks = min(ADAPT_REPORTS, cfg.adapt_steps)
+        for j in range(1, chunks + 1):
+            for _ in range(cfg.adapt_steps * j // chunks - cfg.adapt_steps * (j - 1) // chunks):
+                run.adapt_step(cfg.lr_adapt)
+            x, fx, l_obs = run.evaluate()
+            if callback is not None:
+                callback(cfg.T + j, x, fx, run.hist)
+
     if cfg.keep_observed and cobs == G.nc:  # keep-observed post-step (addition)
         x = keep_observed(x, run.fit.y, run.fit.fill, tv=cfg.keep_tv)
     return SolveOutput(x=x.detach(), fx=fx.detach(), z=run.z.detach(), obs_loss=l_obs.detach(),
@@ -362,11 +401,17 @@ class _Run:
         self.hist = {k: [] for k in ("obs", "adv", "ident", "total")}
         if self.lam_group:
             self.hist["group"] = []  # the group term's excess distance (per group)
+        self.g_params = None  # per-group copies of G's weights once the adaptation starts (``start_adapting``)
 
     # --- the model: x = G(z), f(x), the losses ---
     def gen(self) -> torch.Tensor:
         B, _, H, W = self.shape
+        if self.g_params is not None:  # adapted: group s's own copy of G's weights; (S, B, nz) -> (S, B, C, H, W)
+            return vmap(self._g_call)(self.g_params, self.z)
         return self.G(self.z.reshape(self.S * B, -1)).reshape(self.S, B, self.G.nc, H, W)  # (S*B, C, H, W) -> (S, B, ...)
+
+    def _g_call(self, params, z):
+        return functional_call(self.G, (params, self.g_buffers), (z,))
 
     def f(self, x: torch.Tensor) -> torch.Tensor:
         if self.operator is None:
@@ -427,6 +472,35 @@ class _Run:
         if self.lam_group:
             self.hist["group"].append(self.stats.excess(x, self.valid).detach())
         return x, fx, l_obs
+
+    def start_adapting(self) -> None:
+        """Per-group copies of G's weights (stacked on a leading group axis S) and fresh Adam states for them and z."""
+        self.g_buffers = {k: b for k, b in self.G.named_buffers()}
+        self.g0 = {k: p.detach() for k, p in self.G.named_parameters()}
+        self.g_params = {k: p.expand(self.S, *p.shape).clone().requires_grad_(True) for k, p in self.g0.items()}
+        self.g_norm = {k: p.square().sum().clamp(min=1e-12) for k, p in self.g0.items()}
+        self.z = self.z.detach().clone().requires_grad_(True)
+        params = [self.z, *self.g_params.values()]
+        self.adam = ([torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params], [0])
+
+    def adapt_step(self, lr: float) -> None:
+        """One Adam step on G's per-group weights and z: L_obs + lam_adv L_adv (+ the group term, + the anchor to
+        G's weights), the surrogate fixed; then z <- clip(z, -1, 1). The identity loss is left out: its pull of G(z)
+        towards y is what an adapting G must not follow."""
+        x = self.gen()
+        fx = self.f(x)
+        l_obs, l_adv, _ = self.losses(x, fx, self.logits(x) if self.cfg.lam_adv else None)
+        loss = ((l_obs + self.cfg.lam_adv * l_adv) * self.valid).sum()
+        if self.group_on:
+            loss = loss + self.lam_group * (self.valid.sum(1) * self.stats.excess(x, self.valid)).sum()
+        if self.cfg.adapt_anchor:  # per group: n x the weights' squared distance from G's, relative per layer
+            d = sum((p - self.g0[k]).square().flatten(1).sum(1) / self.g_norm[k] for k, p in self.g_params.items())
+            loss = loss + self.cfg.adapt_anchor * (self.valid.sum(1) * d).sum()
+        params = [self.z, *self.g_params.values()]
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            adam_step(params, grads, self.adam, lr, self.lr_scale)
+            self.z.clamp_(-1.0, 1.0)
 
     # --- the additions that change the state ---
     @torch.no_grad()
