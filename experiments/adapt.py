@@ -1,8 +1,9 @@
-"""Generator adaptation (``adapt_steps``, ``lr_adapt``, ``adapt_anchor``): how far recoveries move past the prior's
+"""Generator adaptation (``adapt_steps``, ``lr_adapt``): how far recoveries move past the prior's
 range, per method, on validation faces only (the six paper tasks, the tuning half of `mimic bench unseen`, clean
 faces as the control; the held-out kinds and the test faces are never read here).
 
-    python experiments/adapt.py --methods blind,oracle --cases paper --steps 300 --out runs/adapt.jsonl
+    python experiments/adapt.py --methods blind --n 16 --steps 300 --out runs/adapt_blind.jsonl --save runs/adapt_npz \
+        --cases clean,paper,unseen:gamma:0,unseen:sepia:0,unseen:jpeg:0,unseen:motion_blur:0,unseen:shot_noise:0,unseen:downsample:0
 
 One JSON line per (method, case, variant): PSNR of the observation, of the recovery before the adaptation and after
 each quarter of it (``adapt_steps`` x 1/4 .. 4/4), and the seconds. ``--variant`` takes JSON overrides of the
@@ -10,6 +11,7 @@ method's preset (e.g. ``'{"lr_adapt": 3e-4}'``); the default is the preset plus 
 """
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -62,6 +64,7 @@ def main():
     ap.add_argument("--n", type=int, default=25)
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--save", default=None, help="a folder for y, the clean faces, x and f(x) per case (npz)")
     args = ap.parse_args()
     pr = load_prior("celeba64")
     val, _ = validation_faces(args.n, args.offset)
@@ -77,20 +80,27 @@ def main():
                 if method == "mimic" and task is None:
                     continue
                 preset = get_task(task if method in ("mimic", "oracle") and task else "blind").config
-                cfg = preset.replace(adapt_steps=args.steps, **over)
-                trace = {}
+                cfg = preset.replace(adapt_steps=args.steps, no_harm=0.0, **over)  # do-no-harm: experiments/no_harm.py
+                trace, saved = {}, {}
 
                 def cb(t, xr, fx, hist):
                     if t >= cfg.T:
                         trace[t - cfg.T] = float(psnr(to_uint8(xr[0]), val).mean())
+                        saved[f"x{t - cfg.T}"], saved[f"fx{t - cfg.T}"] = xr[0].numpy(), fx[0].numpy()
 
                 t0 = time.time()
                 kw = oracle if method == "oracle" else {}
-                solve(pr.G, pr.D, y, cfg, method="mimic" if method in ("blind", "mimic") else "pgd",
+                o = solve(pr.G, pr.D, y, cfg, method="mimic" if method in ("blind", "mimic") else "pgd",
                       stats=pr.group_stats, generator=torch.Generator().manual_seed(0), callback=cb, **kw)
                 obs = float(psnr(to_uint8(y[0]), val).mean()) if y.shape[2] == 3 else None
                 rec = {"method": method, "case": case, "variant": spec, "steps": args.steps, "observed": obs,
                        "psnr": [trace[k] for k in sorted(trace)], "seconds": round(time.time() - t0, 1)}
+                if args.save:  # for post-hoc rules (the do-no-harm blend): y, clean, x and f(x) at every report
+                    os.makedirs(args.save, exist_ok=True)
+                    np.savez_compressed(os.path.join(args.save, f"{method}_{case.replace(':', '_')}.npz"),
+                                        y=y[0].numpy(), clean=x.numpy(), **saved)
+                    torch.save({"surrogate": o.surrogate, "fill": o.fill},
+                               os.path.join(args.save, f"{method}_{case.replace(':', '_')}.pt"))
                 print(json.dumps(rec), flush=True)
                 with open(args.out, "a") as fh:
                     fh.write(json.dumps(rec) + "\n")

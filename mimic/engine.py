@@ -17,7 +17,8 @@ Algorithm 1 (MimicGAN), as run here::
         T1 RMSProp steps on f's weights, x = G(z) fixed:  L_obs + lam_I ||f(x) - x||_1
         T2 RMSProp steps on z, each followed by z <- clip(z, -1, 1):  L_obs + lam_adv L_adv + lam_I L_I
     generator adaptation: adapt_steps Adam steps on a per-group copy of G's weights and z, f fixed     (addition)
-    return G(z)
+    do no harm: x <- x + w (y - x), w = e_x^2 / (e_x^2 + e_y^2), e_y y's estimated damage          (addition)
+    return x
 
 PGD is the same loop with f = identity and lam_I = 0 (``method="pgd"``); the oracle is PGD through a known
 operator or with known pixel weights. The project's additions, each named where ``_alternate`` calls it and off
@@ -29,9 +30,11 @@ unless its field turns it on (evidence for every default: docs/DEFAULTS.md):
 - the observation fit's parts (``obs_norm``, ``fill``, ``clip``, ``robust*``): ``mimic.fidelity``;
 - random restarts (``restarts``): every image R times, the copy with the lowest L_obs kept;
 - divergence retries: a group whose L_obs blows up is run again with half the step;
-- generator adaptation (``adapt_steps``, ``lr_adapt``, ``adapt_anchor``): after the alternation, every group gets
+- generator adaptation (``adapt_steps``, ``lr_adapt``): after the alternation, every group gets
   its own copy of G's weights, adapted with z through the fixed surrogate (IAGAN's fine-tuning, blind); the groups'
   copies are stacked and run at once (``torch.func.vmap``);
+- do no harm (``no_harm``): per image, the output moves towards the observation by how its estimated damage
+  compares with the error a recovery is trusted to have (mild damage comes back about as it came in);
 - the keep-observed post-step (``keep_observed``, ``keep_tv``): ``mimic.imageops.keep_observed``.
 """
 from __future__ import annotations
@@ -46,7 +49,7 @@ from torch.func import functional_call, vmap
 
 from .fidelity import Fidelity
 from .groupstats import GroupStats
-from .imageops import keep_observed
+from .imageops import keep_observed, noise_sigma
 from .surrogate import BatchedSurrogate, get_surrogate, list_surrogates
 
 __all__ = ["MimicConfig", "SolveOutput", "best_of", "solve", "z_init"]
@@ -104,18 +107,19 @@ class MimicConfig:
     #   the missing ones); one without gets G(z) plus its TV-denoised residual. Assumes the corruption only removed
     #   pixels or added noise: off by default
     keep_tv: float = 0.7  # with ``keep_observed``: the residual's TV weight, in units of its estimated noise sigma
+    no_harm: float = 0.0  # do no harm (0 = off): the error (a mean square on [-1, 1]) a recovery is trusted to have;
+    #   per image, the output moves towards the observation by how the damage estimated there (f's change of x, y's
+    #   noise, what f(x) leaves unexplained) compares with it (blind, observations with the recovery's channels)
     # --- generator adaptation (after the alternation; IAGAN, Abu Hussein et al. 2020, made blind) ---
     adapt_steps: int = 0  # Adam steps on a per-group copy of G's weights and on z after the alternation, the
     #   surrogate fixed (0 = off): recoveries leave G's range, which caps every other part at the prior's projection
     lr_adapt: float = 1e-4  # Adam step of the adapted weights and z
-    adapt_anchor: float = 0.0  # weight of the squared distance of the adapted weights from G's, relative to G's own
-    #   squared norm per layer (0 = none; the step count is the main guard)
 
     def __post_init__(self):
         def bad(name, why):
             raise ValueError(f"MimicConfig.{name} {why}, got {getattr(self, name)!r}")
 
-        for n in ("lam_adv", "lam_I", "lam_group", "robust", "keep_tv", "adapt_anchor"):
+        for n in ("lam_adv", "lam_I", "lam_group", "robust", "keep_tv", "no_harm"):
             v = getattr(self, n)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 bad(n, "must be a finite number >= 0")
@@ -160,8 +164,10 @@ class MimicConfig:
 class SolveOutput:
     """What ``solve`` returns (tensors on the solve's device unless noted).
 
-    x : (S, B, C, H, W) recovered images in [-1, 1] (G(z), or after the keep-observed post-step)
-    fx : (S, B, C_obs, H, W) the surrogate's imitation f(G(z))
+    x : (S, B, C, H, W) recovered images in [-1, 1] (G(z) with G adapted when ``adapt_steps``, then after the
+        do-no-harm and keep-observed post-steps when on)
+    fx : (S, B, C_obs, H, W) the surrogate's imitation f(G(z)), G the prior's own generator (before any adaptation:
+        how far the prior's range explains the observation)
     z : (S, B, nz) latent codes in [-1, 1]
     obs_loss : (S, B) final per-image L_obs
     surrogate : the trained BatchedSurrogate (S groups)
@@ -171,6 +177,7 @@ class SolveOutput:
     retried : list of group indices that diverged and were run again with a smaller step
     init : list of str, per group the surrogate start it kept ("identity", "negated", or the kind)
     fill : (S, B) fraction of each observation's values detected as fill and left out (``cfg.fill``), or None
+    observed_weight : (S, B) the observation's share w of each output x + w (y - x) (``cfg.no_harm``), or None
     """
 
     x: torch.Tensor
@@ -183,6 +190,7 @@ class SolveOutput:
     retried: list = field(default_factory=list)
     init: list = field(default_factory=list)
     fill: torch.Tensor | None = None
+    observed_weight: torch.Tensor | None = None
 
 
 def z_init(nz: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -282,6 +290,7 @@ def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", val
 
         out.x, out.fx, out.z, out.obs_loss = pick(out.x), pick(out.fx), pick(out.z), pick(out.obs_loss)
         out.fill = None if out.fill is None else pick(out.fill)
+        out.observed_weight = None if out.observed_weight is None else pick(out.observed_weight)
         return out
     return _retrying(G, D, y, cfg, method, valid, generator, callback, operator, weight, stats, max_retries, None)
 
@@ -348,6 +357,7 @@ def _alternate(*, G, D, y, cfg, pgd, valid, generator, callback, operator, weigh
             callback(t, x, fx, run.hist)
 
     # --- generator adaptation (addition): G leaves its range, the surrogate fixed ---
+    fx_range = fx  # f(G(z)) of the prior's own G: what its range explains (the out-of-prior score reads it)
     if cfg.adapt_steps:
         run.start_adapting()
         chunks = min(ADAPT_REPORTS, cfg.adapt_steps)
@@ -358,11 +368,14 @@ def _alternate(*, G, D, y, cfg, pgd, valid, generator, callback, operator, weigh
             if callback is not None:
                 callback(cfg.T + j, x, fx, run.hist)
 
+    if cfg.no_harm and not pgd and cobs == G.nc:  # do no harm (addition)
+        x = run.no_harm(x)
     if cfg.keep_observed and cobs == G.nc:  # keep-observed post-step (addition)
         x = keep_observed(x, run.fit.y, run.fit.fill, tv=cfg.keep_tv)
-    return SolveOutput(x=x.detach(), fx=fx.detach(), z=run.z.detach(), obs_loss=l_obs.detach(),
+    return SolveOutput(x=x.detach(), fx=fx_range.detach(), z=run.z.detach(), obs_loss=l_obs.detach(),
                        surrogate=run.surrogate, history={k: torch.stack(v).cpu() for k, v in run.hist.items()},
-                       lr_scale=run.lr_scale.clone(), init=run.init_names(), fill=run.fit.fill_fraction())
+                       lr_scale=run.lr_scale.clone(), init=run.init_names(), fill=run.fit.fill_fraction(),
+                       observed_weight=run.observed_weight)
 
 
 class _Run:
@@ -401,6 +414,7 @@ class _Run:
         self.hist = {k: [] for k in ("obs", "adv", "ident", "total")}
         if self.lam_group:
             self.hist["group"] = []  # the group term's excess distance (per group)
+        self.observed_weight = None  # (S, B) the observation's share of the output (``no_harm``)
         self.g_params = None  # per-group copies of G's weights once the adaptation starts (``start_adapting``)
 
     # --- the model: x = G(z), f(x), the losses ---
@@ -476,31 +490,43 @@ class _Run:
     def start_adapting(self) -> None:
         """Per-group copies of G's weights (stacked on a leading group axis S) and fresh Adam states for them and z."""
         self.g_buffers = {k: b for k, b in self.G.named_buffers()}
-        self.g0 = {k: p.detach() for k, p in self.G.named_parameters()}
-        self.g_params = {k: p.expand(self.S, *p.shape).clone().requires_grad_(True) for k, p in self.g0.items()}
-        self.g_norm = {k: p.square().sum().clamp(min=1e-12) for k, p in self.g0.items()}
+        self.g_params = {k: p.detach().expand(self.S, *p.shape).clone().requires_grad_(True)
+                         for k, p in self.G.named_parameters()}
         self.z = self.z.detach().clone().requires_grad_(True)
         params = [self.z, *self.g_params.values()]
         self.adam = ([torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params], [0])
 
     def adapt_step(self, lr: float) -> None:
-        """One Adam step on G's per-group weights and z: L_obs + lam_adv L_adv (+ the group term, + the anchor to
-        G's weights), the surrogate fixed; then z <- clip(z, -1, 1). The identity loss is left out: its pull of G(z)
-        towards y is what an adapting G must not follow."""
+        """One Adam step on G's per-group weights and z: L_obs + lam_adv L_adv (+ the group term), the surrogate
+        fixed; then z <- clip(z, -1, 1). The guard against G learning the corruption itself is the step count. The
+        identity loss is left out: its pull of G(z) towards y is what an adapting G must not follow."""
         x = self.gen()
         fx = self.f(x)
         l_obs, l_adv, _ = self.losses(x, fx, self.logits(x) if self.cfg.lam_adv else None)
         loss = ((l_obs + self.cfg.lam_adv * l_adv) * self.valid).sum()
         if self.group_on:
             loss = loss + self.lam_group * (self.valid.sum(1) * self.stats.excess(x, self.valid)).sum()
-        if self.cfg.adapt_anchor:  # per group: n x the weights' squared distance from G's, relative per layer
-            d = sum((p - self.g0[k]).square().flatten(1).sum(1) / self.g_norm[k] for k, p in self.g_params.items())
-            loss = loss + self.cfg.adapt_anchor * (self.valid.sum(1) * d).sum()
         params = [self.z, *self.g_params.values()]
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
             adam_step(params, grads, self.adam, lr, self.lr_scale)
             self.z.clamp_(-1.0, 1.0)
+
+    @torch.no_grad()
+    def no_harm(self, x: torch.Tensor) -> torch.Tensor:
+        """x + w (y - x) per image, w = e_x^2 / (e_x^2 + e_y^2): e_x the error a recovery is trusted to have
+        (``cfg.no_harm``), e_y the observation's estimated damage: |f(x) - x|^2 (what the surrogate says the
+        corruption changes) + sigma^2 (y's white noise, ``noise_sigma``) + what f(x) leaves unexplained of y beyond
+        that noise (means over pixels, on [-1, 1]). Mild damage (e_y << e_x) returns about y, strong damage about x."""
+        y, fx = self.fit.y, self.f(x)
+        S, B = y.shape[:2]
+        sig2 = noise_sigma(y.reshape(S * B, *y.shape[2:])).square().view(S, B)  # (S*B,) -> (S, B)
+        unexplained = ((y - fx).square().mean(dim=(2, 3, 4)) - sig2).clamp(min=0)
+        e_y = (fx - x).square().mean(dim=(2, 3, 4)) + sig2 + unexplained  # (S, B)
+        e_x = self.cfg.no_harm
+        w = e_x ** 2 / (e_x ** 2 + e_y.square())  # the squared odds: sharper than e_x / (e_x + e_y)
+        self.observed_weight = w
+        return x + w[..., None, None, None] * (y - x)
 
     # --- the additions that change the state ---
     @torch.no_grad()
@@ -544,8 +570,9 @@ def _diverged(out: SolveOutput, blowup: float = 1.5) -> torch.Tensor:
 
 def _merge(out: SolveOutput, sub: SolveOutput, idx: torch.Tensor) -> None:
     """Put the retried groups ``idx`` of ``sub`` into ``out``."""
-    for name in ("x", "fx", "z", "obs_loss", "lr_scale"):
-        getattr(out, name)[idx.to(out.x.device)] = getattr(sub, name)
+    for name in ("x", "fx", "z", "obs_loss", "lr_scale", "observed_weight"):
+        if getattr(out, name) is not None:
+            getattr(out, name)[idx.to(out.x.device)] = getattr(sub, name)
     for j, i in enumerate(idx.tolist()):
         out.init[i] = sub.init[j]
     with torch.no_grad():

@@ -12,10 +12,16 @@ from dataclasses import dataclass
 from .engine import MimicConfig
 from .registry import Registry
 
-__all__ = ["Task", "TASKS", "list_tasks", "get_task", "register_task", "DEFAULT_CONFIG"]
+__all__ = ["ADAPT", "Task", "TASKS", "list_tasks", "get_task", "register_task", "DEFAULT_CONFIG"]
 
 # The schedule and surrogate defaults chosen on validation faces (docs/DEFAULTS.md#solver-mimicconfig).
 DEFAULT_CONFIG = MimicConfig()
+
+
+#: Generator adaptation and do-no-harm (beyond the prior's range; docs/DEFAULTS.md#solver-mimicconfig): what the bench
+#: methods ``pgd_adapt``, ``mimic_adapt``, ``blind_adapt`` and ``oracle_adapt`` add to a preset (PGD and the oracle
+#: ignore ``no_harm``). Chosen on validation faces; not in the blind preset until measured on the held-out kinds.
+ADAPT = {"adapt_steps": 150, "lr_adapt": 1e-4, "no_harm": 0.025}
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,10 @@ def summarise(x, fx, z, obs_loss) -> dict:
     return d
 
 
+BEFORE_ADAPT = {"adapt_steps": 0, "no_harm": 0.0}  # the blind preset as it was before adaptation and do-no-harm
+BEFORE_GROUP = {"lam_group": 0.0, **BEFORE_ADAPT}  # ... and before the group term
+
+
 def cases():
     """Yield (name, run) where run() -> dict of output arrays; the same cases for recording and testing."""
     from mimic.corruptions import get_corruption
@@ -75,15 +79,19 @@ def cases():
         else:
             yield f"{task}/oracle", lambda y=y, cfg=cfg, c=corr: run(
                 faces, y, cfg, method="pgd", operator=lambda v: c(v, generator=torch.Generator().manual_seed(2)))
-        yield f"{task}/blind", lambda y=y: run(faces, y, get_task("blind").config.replace(lam_group=0.0, **SHORT))
+        yield f"{task}/blind", lambda y=y: run(faces, y, get_task("blind").config.replace(**BEFORE_GROUP, **SHORT))
     # two groups at once, the second one short (padding), with the blind preset
     y2 = torch.stack([_observe(get_corruption("negative"), x[:B], 3), _observe(get_corruption("occlusion"), x[B:], 4)])
     valid = torch.ones(2, B)
     valid[1, -1] = 0
     # (the cases recorded before the group term existed run without it: they show that it changes nothing when off)
-    blind = get_task("blind").config.replace(lam_group=0.0, **SHORT)
+    # (and those recorded before the generator adaptation and do-no-harm, without them)
+    blind = get_task("blind").config.replace(**BEFORE_GROUP, **SHORT)
     yield "blind/two_groups", lambda: run(faces, y2, blind, valid=valid)
-    yield "blind/group_term", lambda: run(faces, y2, get_task("blind").config.replace(**SHORT), valid=valid)
+    yield "blind/group_term", lambda: run(faces, y2, get_task("blind").config.replace(**BEFORE_ADAPT, **SHORT),
+                                          valid=valid)
+    yield "blind/adapt", lambda: run(faces, y2, get_task("blind").config.replace(**SHORT, adapt_steps=8, no_harm=0.025),
+                                     valid=valid)
     yield "blind/paper_surrogate", lambda: run(faces, y2[:1], blind.replace(surrogate="paper", inits=("identity",)))
     yield "blind/restarts", lambda: run(faces, y2[:1], blind.replace(restarts=2))
     # keep_observed: an observation with fill (removed pixels) and one without (noise only)

@@ -46,17 +46,31 @@ def test_groups_adapt_their_own_copies(prior):
     assert float((both.x[1] - one.x[0]).abs().max()) < 1e-3
 
 
-def test_anchor_keeps_the_weights_closer(prior):
-    y = _off_range(S=1)
-    cfg = FAST.replace(adapt_steps=12, lr_adapt=1e-3)
-    free = solve(prior.G, prior.D, y, cfg, method="pgd", generator=torch.Generator().manual_seed(0))
-    held = solve(prior.G, prior.D, y, cfg.replace(adapt_anchor=1e3), method="pgd",
-                 generator=torch.Generator().manual_seed(0))
-    assert float(held.obs_loss.mean()) > float(free.obs_loss.mean())  # a strong anchor fits less
-
-
 @pytest.mark.parametrize("field,value", [("adapt_steps", -1), ("adapt_steps", 1.5), ("lr_adapt", 0.0),
-                                         ("lr_adapt", float("nan")), ("adapt_anchor", -1.0)])
+                                         ("lr_adapt", float("nan")), ("no_harm", -1.0)])
 def test_adaptation_fields_validated(field, value):
     with pytest.raises(ValueError, match=f"MimicConfig.{field}"):
         MimicConfig(**{field: value})
+
+
+def test_no_harm_returns_the_observation_when_its_damage_is_small_and_the_recovery_when_large(prior):
+    """Observations the surrogate barely changes (here: G's own images, slightly off) come back as themselves with
+    a trusted error far above their estimated damage, and as the recovery with one far below it."""
+    y = _off_range(S=1)
+    out = {}
+    for trusted in (10.0, 1e-6):
+        out[trusted] = solve(prior.G, prior.D, y, FAST.replace(no_harm=trusted), method="mimic",
+                             generator=torch.Generator().manual_seed(0))
+    base = solve(prior.G, prior.D, y, FAST, method="mimic", generator=torch.Generator().manual_seed(0))
+    assert out[10.0].observed_weight.shape == (1, 3) and (out[10.0].observed_weight > 0.99).all()
+    assert torch.allclose(out[10.0].x, y, atol=0.02)
+    assert (out[1e-6].observed_weight < 1e-3).all() and torch.allclose(out[1e-6].x, base.x, atol=1e-3)
+    assert base.observed_weight is None
+
+
+def test_no_harm_leaves_pgd_and_gray_observations_alone(prior):
+    y = _off_range(S=1)
+    pgd = solve(prior.G, prior.D, y, FAST.replace(no_harm=10.0), method="pgd")
+    assert pgd.observed_weight is None
+    gray = solve(prior.G, prior.D, y.mean(2, keepdim=True), FAST.replace(no_harm=10.0), method="mimic")
+    assert gray.observed_weight is None and gray.x.shape[2] == 3

@@ -6,7 +6,7 @@ import mimic
 from mimic import recover
 from mimic.inputs import InputError
 
-FAST = dict(warm_steps=3, T=1, T1=2, T2=2)
+FAST = dict(warm_steps=3, T=1, T1=2, T2=2, adapt_steps=2)
 
 
 def _imgs(n=3, c=3, size=64, seed=0):
@@ -40,7 +40,7 @@ def test_input_forms_shapes_dtypes(form, tiny_prior_dir):
     assert r.z.shape == (3, 100) and r.z.abs().max() <= 1
     assert len(r.mimicked) == 3 and r.mimicked[0].shape == (64, 64, cobs) and r.mimicked[0].dtype == np.uint8
     assert len(r.surrogates) == 1 and r.surrogates[0]["out_channels"] == cobs
-    assert len(r.history[0]["obs"]) == FAST["T"] + 1
+    assert len(r.history[0]["obs"]) == FAST["T"] + 1 + FAST["adapt_steps"]  # and one row per adaptation report
     assert np.isfinite(r.obs_loss).all()
 
 

@@ -7,7 +7,7 @@ from PIL import Image
 
 from mimic.cli.main import cli
 
-FAST = ["--warm-steps", "2", "--T", "1", "--T1", "2", "--T2", "2", "--device", "cpu", "--quiet"]
+FAST = ["--warm-steps", "2", "--T", "1", "--T1", "2", "--T2", "2", "--adapt-steps", "2", "--device", "cpu", "--quiet"]
 
 
 def _folder(path, n=3, seed=0, bad=False):

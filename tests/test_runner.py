@@ -13,7 +13,7 @@ from PIL import Image
 
 from mimic.cli.main import cli
 
-FAST = ["--warm-steps", "2", "--T", "1", "--T1", "2", "--T2", "2", "--device", "cpu", "--quiet"]
+FAST = ["--warm-steps", "2", "--T", "1", "--T1", "2", "--T2", "2", "--adapt-steps", "2", "--device", "cpu", "--quiet"]
 
 
 def _folder(path, n=3, seed=0):
@@ -39,7 +39,7 @@ def _stems(out):
 def test_kill_9_then_rerun_reports_every_image_once_with_the_uninterrupted_bytes(tmp_path, tiny_prior_dir):
     inp = _folder(tmp_path / "in", n=8)
     args = ["--prior", tiny_prior_dir, "--batch-size", "2", "--warm-steps", "20", "--T", "1", "--T1", "3",
-            "--T2", "10", "--device", "cpu", "--quiet"]
+            "--T2", "10", "--adapt-steps", "5", "--device", "cpu", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "2"}  # every run with the same threads: the same float sums
 
     def cmd(out):

@@ -122,6 +122,13 @@ def shifted_section() -> str:
     return head + "\n\n" + (p / "shifted.md").read_text()
 
 
+def _blind_settings(rows) -> str:
+    """The blind preset's measured settings of the group term, the adaptation and do-no-harm, as the rows record them."""
+    cfg = next((r["config"] for r in rows if r["method"] == "blind"), {})
+    return (f"(`lam_group` {cfg.get('lam_group', 0)}, `adapt_steps` {cfg.get('adapt_steps', 0)}, "
+            f"`no_harm` {cfg.get('no_harm', 0)})")
+
+
 def unseen_section() -> str:
     p = ROOT / "benchmarks" / "results" / "unseen"
     res = json.loads((p / "unseen.json").read_text())
@@ -130,8 +137,7 @@ def unseen_section() -> str:
     devs = ", ".join(sorted({r["device"] for r in rows if r["method"] != "observed"}))
     head = (f"{st['faces']}, {st['n']} per kind and strength, groups of {st['batch_size']} ({devs}, torch "
             f"{res['versions']['torch']}, {mins:.0f} min of compute summed); PSNR in dB, blind - PGD with its paired 95% "
-            "interval. The blind rows were measured with the preset as it is now (`lam_group` "
-            f"{rows and next((r['config']['lam_group'] for r in rows if r['method'] == 'blind'), 0)}).")
+            "interval. The blind rows were measured with the preset " + _blind_settings(rows) + ".")
     return head + "\n\n" + (p / "unseen.md").read_text()
 
 

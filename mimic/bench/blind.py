@@ -43,12 +43,12 @@ def _made_by(task, m, overrides, supervised_steps) -> dict:
     return {"method": m, "config": config_json(None if base == "blind" else task, ov), "mimic": __version__}
 
 
-def oracle_recover(pr, task, y_u8, dev, batch_size, seed) -> np.ndarray:
+def oracle_recover(pr, task, y_u8, dev, batch_size, seed, overrides: dict | None = None) -> np.ndarray:
     """PGD through the true corruption (straight-through where it is not differentiable),
-    or with L_obs masked to the pixels the corruption keeps."""
+    or with L_obs masked to the pixels the corruption keeps (the task preset's settings with ``overrides``)."""
     t = get_task(task)
     corr = get_corruption(t.corruption).to(dev)
-    cfg = t.config
+    cfg = t.config.replace(**(overrides or {}))
     out_imgs = []
     for k in range(0, len(y_u8), batch_size):
         y = to_tensor(y_u8[k : k + batch_size]).to(dev)[None]  # (1, B, C_obs, H, W)
@@ -143,8 +143,9 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
                 log(f"{task:13s} {m:7s} resumed from {rec_dir}")
                 if m == "mimic" and (rec_dir / "mimicked").exists():
                     mimicked = np.stack([read_image(rec_dir / "mimicked" / f"{nm}.png") for nm in names[:8]])
-            elif m == "oracle":
-                rec = oracle_recover(pr, task, y_arr, dev, batch_size, seed)
+            elif m in ("oracle", "oracle_adapt"):
+                rec = oracle_recover(pr, task, y_arr, dev, batch_size, seed,
+                                     overrides=method_overrides(m, {})[1])
             elif m == "supervised":  # not blind: trained on (corrupted, clean) pairs of training faces
                 from .supervised import apply_supervised, train_supervised
 
@@ -152,7 +153,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
                                              steps=20 if quick else supervised_steps)
                 rec = apply_supervised(net, y_arr, dev)
                 supervised_info[task] = {k: v for k, v in info.items() if k != "history"}
-            else:  # "pgd", "mimic", or "pgd_rK" / "mimic_rK" with K random restarts
+            else:  # "pgd", "mimic", "blind", "pgd_rK" / "mimic_rK" with K random restarts, any with "_adapt"
                 base, ov = method_overrides(m, overrides)
                 trace = []
                 r = recover(y_arr, task=task if base != "blind" else None, method="mimic" if base == "blind" else base,
@@ -214,7 +215,8 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
     return write()
 
 
-_SUMMARY_ORDER = ("pgd", "pgd_r4", "blind", "mimic", "oracle", "supervised")
+_SUMMARY_ORDER = ("pgd", "pgd_r4", "blind", "mimic", "oracle", "pgd_adapt", "blind_adapt", "mimic_adapt",
+                  "oracle_adapt", "supervised")
 
 
 def summary_table(rows: list[dict]) -> str:

@@ -116,10 +116,16 @@ def load_samples(path) -> dict:
 
 
 def method_overrides(method: str, overrides: dict) -> tuple[str, dict]:
-    """A bench method name (``"pgd"``, ``"mimic"``, or ``"pgd_rK"`` / ``"mimic_rK"`` with K random restarts) ->
-    (the recovery method, the overrides to recover with)."""
-    base, _, rk = method.partition("_r")
-    return base, {**overrides, **({"restarts": int(rk)} if rk else {})}
+    """A bench method name (``"pgd"``, ``"mimic"``, ``"blind"``, ``"oracle"``, ``"pgd_rK"`` / ``"mimic_rK"`` with K
+    random restarts, ``"pgd_adapt"``, ``"mimic_adapt"``, ``"blind_adapt"``, ``"oracle_adapt"``: with the generator
+    adaptation and do-no-harm of ``mimic.tasks.ADAPT``) -> (the recovery method, the overrides to recover with).
+    ``pgd`` and ``oracle`` rows are plain inversions (no adaptation, whatever the preset has)."""
+    from ..tasks import ADAPT
+
+    adapt = method.endswith("_adapt")
+    base, _, rk = method.removesuffix("_adapt").partition("_r")
+    plain = {"adapt_steps": 0} if base in ("pgd", "oracle") else {}
+    return base, {**overrides, **({"restarts": int(rk)} if rk else {}), **(ADAPT if adapt else plain)}
 
 
 def config_json(task: str | None, overrides: dict) -> dict:

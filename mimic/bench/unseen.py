@@ -17,7 +17,7 @@ import json
 import math
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -27,15 +27,15 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..api import recover
-from ..engine import solve
+from ..engine import MimicConfig, solve
 from ..io import read_image, save_json, save_png, save_text, to_tensor, to_uint8
 from ..metrics import mean_ci95, psnr, ssim
 from ..tasks import get_task
-from .report_utils import bench_setup, heldout_test_faces, validation_faces
+from .report_utils import bench_setup, heldout_test_faces, method_overrides, validation_faces
 
 __all__ = ["DAMAGES", "Damage", "bench_unseen", "damage", "markdown_table"]
 
-METHODS = ("pgd", "blind", "oracle")
+METHODS = ("pgd", "blind", "oracle", "pgd_adapt", "blind_adapt", "oracle_adapt")
 
 
 # ---- the damage, on x (N, 3, H, W) in [-1, 1]; u = (x + 1) / 2 in [0, 1] -------------------------------------------
@@ -202,9 +202,9 @@ def damage(name: str, x: torch.Tensor, level: int, *, seed: int = 0) -> np.ndarr
         return to_uint8(DAMAGES[name].apply(x, level, torch.Generator().manual_seed(seed)))
 
 
-def _oracle(pr, d: Damage, level: int, y_u8: np.ndarray, dev, batch_size: int) -> np.ndarray:
-    """PGD through the damage's known differentiable part (the blind preset's fit settings)."""
-    cfg = get_task("blind").config
+def _oracle(pr, d: Damage, level: int, y_u8: np.ndarray, dev, batch_size: int, overrides=None) -> np.ndarray:
+    """PGD through the damage's known differentiable part (the blind preset's fit settings, with ``overrides``)."""
+    cfg = get_task("blind").config.replace(**(overrides or {}))
     out = []
     for k in range(0, len(y_u8), batch_size):
         y = to_tensor(y_u8[k : k + batch_size]).to(dev)[None]  # (1, B, 3, H, W)
@@ -278,15 +278,16 @@ def bench_unseen(out, *, prior="celeba64", n: int = 25, half: str = "all", split
             for m in methods:
                 if (k, level, m) in have:
                     continue
-                if m == "oracle" and d.operator is None:
+                base_m, ov = method_overrides(m, overrides)
+                if base_m == "oracle" and d.operator is None:
                     continue
                 t0 = time.perf_counter()
-                if m == "oracle":
-                    rec = _oracle(pr, d, level, y, dev, batch_size)
+                if base_m == "oracle":
+                    rec = _oracle(pr, d, level, y, dev, batch_size, overrides=method_overrides(m, {})[1])
                 else:
-                    rec = recover(y, task=None, method="pgd" if m == "pgd" else "mimic", prior=pr,
+                    rec = recover(y, task=None, method="pgd" if base_m == "pgd" else "mimic", prior=pr,
                                   batch_size=batch_size, device=dev, seed=seed,
-                                  names=[f"{k}{level}_{i:04d}" for i in range(len(y))], **overrides).images
+                                  names=[f"{k}{level}_{i:04d}" for i in range(len(y))], **ov).images
                 p = psnr(rec, clean_u8)
                 if m == "pgd":
                     base = p
@@ -301,7 +302,7 @@ def bench_unseen(out, *, prior="celeba64", n: int = 25, half: str = "all", split
 
 
 #: Fields of the blind preset that PGD and the oracle do not use (no surrogate, no identity loss, no group term).
-_PGD_IGNORES = ("lam_group", "lam_I", "lr_s", "surrogate", "inits", "select_after", "select_margin", "T1")
+_PGD_IGNORES = ("lam_group", "lam_I", "lr_s", "surrogate", "inits", "select_after", "select_margin", "T1", "no_harm")
 
 
 def _jsonable(cfg: dict) -> dict:
@@ -312,7 +313,9 @@ def _uses(method: str, cfg: dict | None) -> str | None:
     """The part of the blind preset's configuration ``cfg`` that ``method`` uses, as a comparable string."""
     if cfg is None:
         return None
-    if method in ("pgd", "oracle"):
+    # a field added to MimicConfig after a row was measured counts as its default; an _adapt method's own settings
+    cfg = {**_jsonable(asdict(MimicConfig())), **cfg, **_jsonable(method_overrides(method, {})[1])}
+    if method.removesuffix("_adapt") in ("pgd", "oracle"):
         cfg = {k: v for k, v in cfg.items() if k not in _PGD_IGNORES}
     return json.dumps(cfg, sort_keys=True)
 

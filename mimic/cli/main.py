@@ -70,6 +70,8 @@ def schedule_options(fn):
         click.option("--T1", "T1", type=int, default=None, callback=_count, help="Surrogate steps per outer iteration."),
         click.option("--T2", "T2", type=int, default=None, callback=_count, help="Latent steps per outer iteration."),
         click.option("--warm-steps", type=int, default=None, callback=_count, help="Latent steps of the warm start."),
+        click.option("--adapt-steps", type=int, default=None, callback=_count,
+                     help="Generator adaptation steps after the alternation (0: off; the *_adapt bench methods use 150)."),
         click.option("--restarts", type=int, default=None, callback=_count,
                      help="Random restarts: starts per image (lowest observation loss kept)."),
         click.option("--lr-g", type=float, default=None, callback=_rate, help="Latent learning rate (gamma_g)."),
@@ -95,7 +97,8 @@ def schedule_options(fn):
 
 
 def _pop_overrides(kw) -> dict:
-    keys = ("T", "T1", "T2", "warm_steps", "restarts", "lr_g", "lr_s", "surrogate", "obs_norm", "fill", "keep_observed",
+    keys = ("T", "T1", "T2", "warm_steps", "adapt_steps", "restarts", "lr_g", "lr_s", "surrogate", "obs_norm", "fill",
+            "keep_observed",
             "keep_tv", "clip")
     vals = {k: kw.pop(k, None) for k in keys}
     return {k: v for k, v in vals.items() if v is not None}
@@ -436,7 +439,8 @@ def bench_speed_cmd(prior, task, groups, devices, out, projected, trust_unverifi
 @click.option("--n", default=200, show_default=True, help="Held-out test faces per task.")
 @click.option("--methods", default="pgd,pgd_r4,mimic,blind,oracle,supervised", show_default=True,
               help="pgd, mimic, blind (task-agnostic preset), pgd_rK / mimic_rK (K restarts), oracle (corruption "
-                   "known), supervised (trained on corrupted/clean pairs).")
+                   "known), supervised (trained on corrupted/clean pairs); pgd, mimic, blind and oracle also with "
+                   "_adapt (generator adaptation and do-no-harm, e.g. blind_adapt).")
 @click.option("--supervised-steps", default=1500, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True)
