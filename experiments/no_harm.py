@@ -1,13 +1,14 @@
 """Two post-steps after the blind preset's generator adaptation, offline on what `experiments/adapt.py --save` wrote
 (validation faces only): do-no-harm (the engine's rule, ``MimicConfig.no_harm``: the output moves towards the
-observation by how its estimated damage compares with a trusted error) at several trusted errors and two sharpnesses,
+observation by how its estimated damage compares with the recovery's estimated error) at several trusted errors,
+powers and shares of the unexplained residual, per image and per group (the engine: the group's medians),
 and IAGAN's back-projection through the group's surrogate (x + f'(x)^+ D(y - f(x)), CGLS, the fit's fill and robust
 weights, D a TV denoiser), which is not in the engine (it cost gray_blur 2 dB). Per case: PSNR of the observation,
 of the recovery before the adaptation (x0), after each quarter of it (x1..x4), and of the post-steps on x0, x2, x4.
 
     python experiments/adapt.py --methods blind --cases clean,paper,tune --n 16 --steps 300 \
         --out runs/adapt_blind.jsonl --save runs/adapt_npz
-    python experiments/no_harm.py runs/adapt_npz
+    python experiments/no_harm.py runs/adapt_npz [--no-back-projection]
 """
 import argparse
 import glob
@@ -96,14 +97,19 @@ def back_project(x: torch.Tensor, y: torch.Tensor, f, *, weight: torch.Tensor | 
     return (x + delta).clamp(-1, 1)
 
 
-def do_no_harm(x, y, f, trusted, power=2):
-    """The engine's rule (``MimicConfig.no_harm``, ``_Run.no_harm``): x + w (y - x) per image, w = e_x^p / (e_x^p +
-    e_y^p), e_x the trusted error, e_y = |f(x) - x|^2 + sigma^2 + max(0, |y - f(x)|^2 - sigma^2)."""
+def do_no_harm(x, y, fx, trusted, power=4, share=0.5, group=True):
+    """The engine's rule (``MimicConfig.no_harm``, ``_Run.no_harm``): x + w (y - x), w = e_x^p / (e_x^p + e_y^p),
+    e_y = |f(x) - x|^2 + sigma^2 + u, e_x = trusted + share u, u = max(0, |y - f(x)|^2 - sigma^2); with ``group`` the
+    medians of e_x and e_y over the group (the engine), else per image (its first version: share 0, power 2).
+    ``fx`` is f(x), the surrogate applied to the recovery."""
     with torch.no_grad():
-        fx = f(x)
         sig2 = noise_sigma(y.flatten(0, 1)).square().view(y.shape[:2])
-        e_y = (fx - x).square().mean(dim=(2, 3, 4)) + sig2 + ((y - fx).square().mean(dim=(2, 3, 4)) - sig2).clamp(min=0)
-        w = trusted ** power / (trusted ** power + e_y ** power)
+        u = ((y - fx).square().mean(dim=(2, 3, 4)) - sig2).clamp(min=0)
+        e_y = (fx - x).square().mean(dim=(2, 3, 4)) + sig2 + u
+        e_x = trusted + share * u
+        if group:
+            e_y, e_x = e_y.median(dim=1, keepdim=True).values, e_x.median(dim=1, keepdim=True).values
+        w = e_x ** power / (e_x ** power + e_y ** power)
         return x + w[..., None, None, None] * (y - x)
 
 
@@ -113,6 +119,7 @@ def main():
     ap.add_argument("--iters", default="1,3", help="CGLS iterations of the back-projection")
     ap.add_argument("--tv", type=float, default=0.7, help="the back-projection's TV weight (x the noise sigma)")
     ap.add_argument("--trusted", default="0.02,0.025,0.03", help="do-no-harm trusted errors")
+    ap.add_argument("--no-back-projection", action="store_true", help="do-no-harm only (the back-projection is slow)")
     args = ap.parse_args()
     cfg = get_task("blind").config
     for path in sorted(glob.glob(os.path.join(args.folder, "*.npz"))):
@@ -134,14 +141,19 @@ def main():
                 continue
             w = group_robust_weights(y, fx, torch.ones(1, y.shape[1]), cfg, clip)
             w = w if fill is None else w * fill
-            for it in map(int, args.iters.split(",")):
+            for it in () if args.no_back_projection else map(int, args.iters.split(",")):
                 out = back_project(x, y, sur, weight=w, iters=it, tv=args.tv)
                 row[f"x{k}_bp{it}"] = float(psnr(to_uint8(out[0]), clean).mean())
             if y.shape[2] == 3:
+                with torch.no_grad():
+                    fxk = sur(x)
                 for trusted in map(float, args.trusted.split(",")):
-                    for power in (1, 2):
-                        res = do_no_harm(x, y, sur, trusted, power)
-                        row[f"x{k}_harm{trusted}_p{power}"] = float(psnr(to_uint8(res[0]), clean).mean())
+                    for power in (2, 3, 4):
+                        for share in (0.0, 0.5, 1.0):
+                            for group in (False, True):
+                                res = do_no_harm(x, y, fxk, trusted, power, share, group)
+                                key = f"x{k}_harm{trusted}_p{power}_u{share}_{'group' if group else 'image'}"
+                                row[key] = float(psnr(to_uint8(res[0]), clean).mean())
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
 
 

@@ -84,7 +84,8 @@ class GroupResult:
 
     images : (n, R, R, C) uint8 recoveries; mimicked : (n, R, R, C_obs) uint8, the surrogate applied to them;
     tensor : (n, C, R, R) float32 in [-1, 1] (CPU); z : (n, nz); obs_loss, fill : (n,) float; retried : whether
-    the group diverged and ran again with a smaller step.
+    the group diverged and ran again with a smaller step; observed_weight : (n,) float, the observation's share of
+    each output (``MimicConfig.no_harm``), or None where do-no-harm did not run.
     """
 
     index: list  # indices of the group's images in the prepared input
@@ -97,6 +98,7 @@ class GroupResult:
     surrogate: dict
     history: dict
     retried: bool
+    observed_weight: np.ndarray | None = None
 
 
 def recover_groups(images: list, names: list, groups: list[list[int]], *, cfg: MimicConfig, prior: Prior,
@@ -141,6 +143,7 @@ def recover_groups(images: list, names: list, groups: list[list[int]], *, cfg: M
                     callback=callback)
         x, fx, z, ol = out.x.cpu(), out.fx.cpu(), out.z.cpu(), out.obs_loss.cpu().numpy()
         frac = None if out.fill is None else out.fill.cpu().numpy()
+        ow = None if out.observed_weight is None else out.observed_weight.cpu().numpy()
         for s, g in enumerate(gs):
             k = len(g)
             yield GroupResult(
@@ -149,7 +152,8 @@ def recover_groups(images: list, names: list, groups: list[list[int]], *, cfg: M
                 fill=np.zeros(k) if frac is None else frac[s, :k].astype(float),
                 surrogate={"kind": out.surrogate.kind, "init": out.init[s], "in_channels": C, "out_channels": cobs,
                            "state_dict": out.surrogate.group_state(s)},
-                history={kk: v[:, s].tolist() for kk, v in out.history.items()}, retried=s in out.retried)
+                history={kk: v[:, s].tolist() for kk, v in out.history.items()}, retried=s in out.retried,
+                observed_weight=None if ow is None else ow[s, :k].astype(float))
 
 
 @dataclass(repr=False)
@@ -184,6 +188,10 @@ class Recovery:
         That threshold (None where ``face_score`` is).
     out_of_prior : ndarray bool (N,) or None
         ``face_score`` below ``face_threshold`` (a warning, also in ``notices``); None where ``face_score`` is.
+    observed_weight : ndarray float (N,) or None
+        Do no harm (``MimicConfig.no_harm``): the observation's share w of each output x + w (y - x), in [0, 1]
+        (one value per group); None where it did not run (NaN for images of groups where it did not, e.g. gray
+        observations of a colour prior).
     """
 
     images: np.ndarray
@@ -210,6 +218,7 @@ class Recovery:
     fill: np.ndarray | None = None
     face_score: np.ndarray | None = None
     face_threshold: float | None = None
+    observed_weight: np.ndarray | None = None
 
     @property
     def out_of_prior(self) -> np.ndarray | None:
@@ -242,10 +251,15 @@ class Recovery:
                          "prior_sha256": self.prior_sha256, "schedule": self.config, "seed": self.seed,
                          "device": self.device},
             "images": [{"stem": s, "input": n, "group": int(g), "obs_loss": float(o), "fill": float(f),
-                        **_ood_fields(self, i)}
+                        **_ood_fields(self, i), **observed_weight_field(self.observed_weight, i)}
                        for i, (s, n, g, o, f) in enumerate(zip(stems, self.names, self.group, self.obs_loss,
                                                                self.fill))]})
         return folder
+
+
+def observed_weight_field(weights: np.ndarray | None, i: int) -> dict:
+    """The do-no-harm field of image ``i`` in a report (none where do-no-harm did not run: NaN in ``weights``)."""
+    return {} if weights is None or not np.isfinite(weights[i]) else {"observed_weight": float(weights[i])}
 
 
 def _ood_fields(r: Recovery, i: int) -> dict:
@@ -326,6 +340,7 @@ def _recover_prepared(prep: Prepared, t: Task, cfg: MimicConfig, pr: Prior, *, m
     n = len(prep.images)
     x_all, z_all = torch.empty(n, pr.channels, pr.resolution, pr.resolution), torch.empty(n, pr.nz)
     loss_all, fill_all, gid = np.empty(n), np.zeros(n), np.empty(n, dtype=np.int64)
+    weight_all = None  # do no harm's observed weights, where it ran
     mimicked: list = [None] * n
     surrogates, history, retried = [], [], []
     with _progress(progress, method, n) as advance:
@@ -334,6 +349,9 @@ def _recover_prepared(prep: Prepared, t: Task, cfg: MimicConfig, pr: Prior, *, m
                                               callback=callback)):
             g = r.index
             x_all[g], z_all[g], loss_all[g], fill_all[g], gid[g] = r.tensor, r.z, r.obs_loss, r.fill, gi
+            if r.observed_weight is not None:
+                weight_all = np.full(n, np.nan) if weight_all is None else weight_all
+                weight_all[g] = r.observed_weight
             for j, i in enumerate(g):
                 mimicked[i] = r.mimicked[j]
             surrogates.append(r.surrogate)
@@ -356,7 +374,7 @@ def _recover_prepared(prep: Prepared, t: Task, cfg: MimicConfig, pr: Prior, *, m
                     method=method, task=t.name, config=asdict(cfg), prior=pr.name, prior_sha256=pr.sha256,
                     device=str(device), seed=seed, seconds=time.perf_counter() - t0, notices=notices,
                     skipped=prep.skipped, retried_groups=retried, fill=fill_all, face_score=face,
-                    face_threshold=thr)
+                    face_threshold=thr, observed_weight=weight_all)
 
 
 class _progress:

@@ -33,8 +33,8 @@ unless its field turns it on (evidence for every default: docs/DEFAULTS.md):
 - generator adaptation (``adapt_steps``, ``lr_adapt``): after the alternation, every group gets
   its own copy of G's weights, adapted with z through the fixed surrogate (IAGAN's fine-tuning, blind); the groups'
   copies are stacked and run at once (``torch.func.vmap``);
-- do no harm (``no_harm``): per image, the output moves towards the observation by how its estimated damage
-  compares with the error a recovery is trusted to have (mild damage comes back about as it came in);
+- do no harm (``no_harm``): the output moves towards the observation by how the group's estimated damage
+  compares with the error its recoveries are trusted to have (mild damage comes back about as it came in);
 - the keep-observed post-step (``keep_observed``, ``keep_tv``): ``mimic.imageops.keep_observed``.
 """
 from __future__ import annotations
@@ -56,9 +56,11 @@ __all__ = ["MimicConfig", "SolveOutput", "best_of", "solve", "z_init"]
 
 RMS_ALPHA = 0.9  # RMSProp decay of the squared-gradient average (TensorFlow's default, as the paper's code)
 RMS_EPS = 1e-8  # RMSProp epsilon
-CANDIDATES = ("identity", "negated")
+CANDIDATES = ("identity", "negated")  # the gated surrogate's candidate starts of its colour path
 ADAPT_BETAS = (0.9, 0.999)  # Adam's decays in the generator adaptation (IAGAN's optimiser)
-ADAPT_REPORTS = 4  # the history and the callback see the adaptation this many times (t = T + 1 .. T + 4)  # the gated surrogate's candidate starts of its colour path
+ADAPT_REPORTS = 4  # the history and the callback see the adaptation this many times (t = T + 1 .. T + 4)
+NO_HARM_POWER = 4  # do no harm: w = e_x^p / (e_x^p + e_y^p), sharper than the odds (p = 1)
+NO_HARM_UNEXPLAINED = 0.5  # do no harm: the share of what f(x) leaves unexplained of y that counts against x
 
 
 @dataclass(frozen=True)
@@ -108,8 +110,8 @@ class MimicConfig:
     #   pixels or added noise: off by default
     keep_tv: float = 0.7  # with ``keep_observed``: the residual's TV weight, in units of its estimated noise sigma
     no_harm: float = 0.0  # do no harm (0 = off): the error (a mean square on [-1, 1]) a recovery is trusted to have;
-    #   per image, the output moves towards the observation by how the damage estimated there (f's change of x, y's
-    #   noise, what f(x) leaves unexplained) compares with it (blind, observations with the recovery's channels)
+    #   the outputs move towards the observations by how the group's estimated damage (f's change of x, y's noise,
+    #   what f(x) leaves unexplained) compares with it (blind, observations with the recovery's channels)
     # --- generator adaptation (after the alternation; IAGAN, Abu Hussein et al. 2020, made blind) ---
     adapt_steps: int = 0  # Adam steps on a per-group copy of G's weights and on z after the alternation, the
     #   surrogate fixed (0 = off): recoveries leave G's range, which caps every other part at the prior's projection
@@ -514,17 +516,25 @@ class _Run:
 
     @torch.no_grad()
     def no_harm(self, x: torch.Tensor) -> torch.Tensor:
-        """x + w (y - x) per image, w = e_x^2 / (e_x^2 + e_y^2): e_x the error a recovery is trusted to have
-        (``cfg.no_harm``), e_y the observation's estimated damage: |f(x) - x|^2 (what the surrogate says the
-        corruption changes) + sigma^2 (y's white noise, ``noise_sigma``) + what f(x) leaves unexplained of y beyond
-        that noise (means over pixels, on [-1, 1]). Mild damage (e_y << e_x) returns about y, strong damage about x."""
+        """x + w (y - x), w = e_x^p / (e_x^p + e_y^p) (p = ``NO_HARM_POWER``), one w per group: the medians over the
+        group's valid images of e_y, the observation's estimated damage, and e_x, the recovery's estimated error.
+        e_y = |f(x) - x|^2 (what the surrogate says the corruption changes) + sigma^2 (y's white noise,
+        ``noise_sigma``) + u, u what f(x) leaves unexplained of y beyond that noise; e_x = ``cfg.no_harm`` (the error
+        a recovery is trusted to have) + ``NO_HARM_UNEXPLAINED`` u (a fit that misses y is itself suspect). Means
+        over pixels, on [-1, 1]. Mild damage (e_y << e_x) returns about y, strong damage about x. The group shares
+        one corruption, so its median is a steadier estimate than any one image's (docs/DEFAULTS.md)."""
         y, fx = self.fit.y, self.f(x)
         S, B = y.shape[:2]
         sig2 = noise_sigma(y.reshape(S * B, *y.shape[2:])).square().view(S, B)  # (S*B,) -> (S, B)
-        unexplained = ((y - fx).square().mean(dim=(2, 3, 4)) - sig2).clamp(min=0)
+        unexplained = ((y - fx).square().mean(dim=(2, 3, 4)) - sig2).clamp(min=0)  # (S, B)
         e_y = (fx - x).square().mean(dim=(2, 3, 4)) + sig2 + unexplained  # (S, B)
-        e_x = self.cfg.no_harm
-        w = e_x ** 2 / (e_x ** 2 + e_y.square())  # the squared odds: sharper than e_x / (e_x + e_y)
+        e_x = self.cfg.no_harm + NO_HARM_UNEXPLAINED * unexplained
+
+        def group_median(v):  # (S, B) -> (S, 1), over the valid images
+            return torch.where(self.valid > 0, v, float("nan")).nanmedian(dim=1, keepdim=True).values
+
+        ratio = (group_median(e_y) / group_median(e_x)).nan_to_num(0.0)  # a group with no valid image keeps y
+        w = (1.0 / (1.0 + ratio ** NO_HARM_POWER)).expand(S, B)  # = e_x^p / (e_x^p + e_y^p)
         self.observed_weight = w
         return x + w[..., None, None, None] * (y - x)
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .api import fill_notice, fit_config, make_groups, recover_groups, resolve_device
+from .api import fill_notice, fit_config, make_groups, observed_weight_field, recover_groups, resolve_device
 from .corruptions import get_corruption
 from .inputs import InputError, folder_notices, input_notices, prepare, scan_folder
 from .io import ImageReadError, labeled_grid, read_image, save_json, save_png, to_tensor, to_uint8
@@ -293,7 +293,7 @@ def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, ba
                         save_png(out / "mimicked" / f"{s}.png", r.mimicked[j])
                     save_png(out / "recovered" / f"{s}.png", r.images[j])
                     rec = {"stem": s, "input": str(seen[s][0]), "group": ok[0], "obs_loss": float(r.obs_loss[j]),
-                           "fill": float(r.fill[j])}
+                           "fill": float(r.fill[j]), **observed_weight_field(r.observed_weight, j)}
                     if scores is not None:
                         rec["face_score"] = float(scores[j])
                         rec["out_of_prior"] = bool(scores[j] < res.face_threshold)

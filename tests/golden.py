@@ -1,6 +1,7 @@
 """Golden outputs of the solver: every task preset, PGD, the oracle and keep_observed on fixed faces.
 
-``python tests/golden.py [--only-new]`` records ``tests/data/golden.npz`` (``--only-new``: only cases added since); ``tests/test_golden.py`` re-runs the same cases and
+``python tests/golden.py [--only-new] [--redo CASE ...]`` records ``tests/data/golden.npz`` (``--only-new``: only
+cases added since; ``--redo``: those cases again, the others kept, for a deliberate change of them); ``tests/test_golden.py`` re-runs the same cases and
 asserts that every output is unchanged (max abs difference <= 1e-6 on the CPU). A short schedule keeps the whole
 set to about a minute; the faces are the 16 demo faces in ``examples/clean`` (held-out CelebA faces) and, for the
 Fashion-MNIST presets, images drawn from the shipped fmnist28 generator.
@@ -115,10 +116,15 @@ def cases():
                                            get_task("adversarial").config.replace(**SHORT))
 
 
-def record(path: Path = GOLDEN, only_new: bool = False) -> None:
-    """Record every case (or, with ``only_new``, only the cases not yet in the file, keeping the others as they are)."""
+def record(path: Path = GOLDEN, only_new: bool = False, redo: tuple = ()) -> None:
+    """Record every case (or, with ``only_new`` or ``redo``, only the cases not yet in the file and the cases named
+    in ``redo``, keeping the others as they are)."""
     torch.set_num_threads(2)
-    data = dict(np.load(path)) if only_new and path.exists() else {}
+    data = dict(np.load(path)) if (only_new or redo) and path.exists() else {}
+    unknown = set(redo) - {name for name, _ in cases()}
+    if unknown:
+        raise SystemExit(f"golden.py: no case named {', '.join(sorted(unknown))}")
+    data = {k: v for k, v in data.items() if k.rsplit("/", 1)[0] not in redo}
     have = {k.rsplit("/", 1)[0] for k in data}
     for name, fn in cases():
         if name in have:
@@ -132,4 +138,6 @@ def record(path: Path = GOLDEN, only_new: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    record(only_new="--only-new" in sys.argv)
+    args = sys.argv[1:]
+    redo = tuple(args[args.index("--redo") + 1:]) if "--redo" in args else ()
+    record(only_new="--only-new" in args, redo=redo)

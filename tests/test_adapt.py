@@ -55,7 +55,9 @@ def test_adaptation_fields_validated(field, value):
 
 def test_no_harm_returns_the_observation_when_its_damage_is_small_and_the_recovery_when_large(prior):
     """Observations the surrogate barely changes (here: G's own images, slightly off) come back as themselves with
-    a trusted error far above their estimated damage, and as the recovery with one far below it."""
+    a trusted error far above their estimated damage; with one far below it the recovery keeps at most 1/17 of the
+    observation (e_x is then half the unexplained residual, e_y at least all of it: w <= 1 / (1 + 2^4)), one weight
+    per group."""
     y = _off_range(S=1)
     out = {}
     for trusted in (10.0, 1e-6):
@@ -64,7 +66,9 @@ def test_no_harm_returns_the_observation_when_its_damage_is_small_and_the_recove
     base = solve(prior.G, prior.D, y, FAST, method="mimic", generator=torch.Generator().manual_seed(0))
     assert out[10.0].observed_weight.shape == (1, 3) and (out[10.0].observed_weight > 0.99).all()
     assert torch.allclose(out[10.0].x, y, atol=0.02)
-    assert (out[1e-6].observed_weight < 1e-3).all() and torch.allclose(out[1e-6].x, base.x, atol=1e-3)
+    w = out[1e-6].observed_weight
+    assert (w <= 1 / 17 + 1e-6).all() and (w == w[:, :1]).all()
+    assert torch.allclose(out[1e-6].x, base.x + w[..., None, None, None] * (y - base.x), atol=1e-3)
     assert base.observed_weight is None
 
 
@@ -74,3 +78,36 @@ def test_no_harm_leaves_pgd_and_gray_observations_alone(prior):
     assert pgd.observed_weight is None
     gray = solve(prior.G, prior.D, y.mean(2, keepdim=True), FAST.replace(no_harm=10.0), method="mimic")
     assert gray.observed_weight is None and gray.x.shape[2] == 3
+
+
+def test_observed_weight_in_the_recovery_and_the_reports(tiny_prior_dir, tmp_path):
+    """recover() and recover_folder() report each image's do-no-harm weight (one per group); gray observations of
+    a colour prior (do-no-harm does not run) and runs without it carry none, and report.json stays valid JSON."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from mimic import recover
+    from mimic.runner import recover_folder
+
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2)]
+    imgs += [rng.integers(0, 256, (64, 64), dtype=np.uint8) for _ in range(2)]  # gray: a group of their own
+    kw = dict(prior=str(tiny_prior_dir), device="cpu", batch_size=2, warm_steps=2, T=1, T1=2, T2=2, adapt_steps=2)
+    r = recover(imgs, no_harm=0.025, **kw)
+    w = r.observed_weight
+    assert w.shape == (4,) and np.isfinite(w[:2]).all() and (0 <= w[:2]).all() and (w[:2] <= 1).all()
+    assert w[0] == w[1] and np.isnan(w[2:]).all()
+    report = json.loads((r.save(tmp_path / "api") / "report.json").read_text())
+    assert [("observed_weight" in im) for im in report["images"]] == [True, True, False, False]
+    assert recover(imgs[:2], **kw).observed_weight is None
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i, im in enumerate(imgs[:2]):
+        Image.fromarray(im).save(inp / f"img{i}.png")
+    res = recover_folder(inp, tmp_path / "out", no_harm=0.025, progress=False, **kw)
+    ims = json.loads((tmp_path / "out" / "report.json").read_text())["images"]
+    assert res.report["images"] == ims and len(ims) == 2
+    assert ims[0]["observed_weight"] == ims[1]["observed_weight"] and 0 <= ims[0]["observed_weight"] <= 1

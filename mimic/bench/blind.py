@@ -44,15 +44,23 @@ def _made_by(task, m, overrides, supervised_steps) -> dict:
 
 
 def oracle_recover(pr, task, y_u8, dev, batch_size, seed, overrides: dict | None = None) -> np.ndarray:
-    """PGD through the true corruption (straight-through where it is not differentiable),
+    """PGD through the true corruption of ``task`` (straight-through where it is not differentiable),
     or with L_obs masked to the pixels the corruption keeps (the task preset's settings with ``overrides``)."""
     t = get_task(task)
-    corr = get_corruption(t.corruption).to(dev)
-    cfg = t.config.replace(**(overrides or {}))
+    return oracle_solve(pr, get_corruption(t.corruption), t.config.replace(**(overrides or {})), y_u8, dev,
+                        batch_size, seed)
+
+
+def oracle_solve(pr, corr, cfg, y_u8, dev, batch_size, seed, masks: torch.Tensor | None = None) -> np.ndarray:
+    """PGD through the corruption module ``corr`` with ``cfg``: L_obs masked to the pixels it keeps where they are
+    known (``masks``, (N, 1 or C_obs, H, W) in {0, 1}, or ``corr.known_mask``), else through ``corr`` itself (fresh
+    draws of its randomness from ``seed``). ``y_u8`` (N, H, W, C_obs) uint8 -> (N, H, W, C) uint8, in groups of
+    ``batch_size``."""
+    corr = corr.to(dev)
     out_imgs = []
     for k in range(0, len(y_u8), batch_size):
         y = to_tensor(y_u8[k : k + batch_size]).to(dev)[None]  # (1, B, C_obs, H, W)
-        mask = corr.known_mask(None, y[0])
+        mask = corr.known_mask(None, y[0]) if masks is None else masks[k : k + batch_size]
         if mask is not None:
             o = solve(pr.G, pr.D, y, cfg, method="pgd", weight=mask[None].to(dev))
         else:

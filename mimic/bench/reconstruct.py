@@ -6,7 +6,9 @@ detected fill pixels out of the fit; and ``mimic_keep``, whose output keeps the 
 observation with detected fill, inpainting's data consistency, and adds the TV-denoised residual y - G(z) to an
 observation without), PGD (plain), PGD with the same fill detection
 (and ``pgd_keep``, its output keeping the observed pixels as ``mimic_keep``'s does),
-total-variation denoising (Chambolle, scikit-image; the noise task), biharmonic inpainting
+the oracle (PGD with the corruption known: L_obs on the pixels it keeps, or through the corruption for
+convolve_noise), the ``*_adapt`` variants of MimicGAN, PGD with fill detection and the oracle (generator adaptation
+and do-no-harm, ``mimic.tasks.ADAPT``), total-variation denoising (Chambolle, scikit-image; the noise task), biharmonic inpainting
 (scikit-image; given the mask), Deep Image Prior (an untrained conv net fitted to the one
 observation; masked loss when the mask is known). MSE on [-1, 1] (as Pajot et al.'s Table 1)
 and PSNR on [0, 1].
@@ -26,12 +28,15 @@ from ..api import recover
 from ..corruptions import get_corruption
 from ..io import make_grid, read_image, save_json, save_png, save_text, to_tensor, to_uint8
 from ..metrics import mean_ci95, psnr, ssim
+from ..tasks import ADAPT, get_task
+from .blind import oracle_solve
 from .report_utils import bench_setup, earlier_run
 
 __all__ = ["bench_reconstruct", "markdown_table", "CORRUPTIONS", "PAJOT_MSE", "dip", "tv_denoise", "biharmonic"]
 
 # every method, in the order of the table and the figures
-METHODS = ("mimic", "mimic_keep", "pgd", "pgd_fill", "pgd_keep", "tv", "biharmonic", "dip")
+METHODS = ("mimic", "mimic_adapt", "mimic_keep", "pgd", "pgd_fill", "pgd_adapt", "pgd_keep", "oracle", "oracle_adapt",
+           "tv", "biharmonic", "dip")
 # name -> (registered corruption, settings)
 CORRUPTIONS = {
     "remove_pixel_0.9": ("remove_pixel", {"p": 0.9}),
@@ -148,8 +153,12 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
     (a preset) re-runs only those: ``--methods mimic,mimic_keep``. ``seconds`` then adds the kept rows' seconds
     to this run's.
     """
+    from ..inputs import InputError
     from ..priors.report import heldout_images
 
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise InputError(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}")
     out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick,
                                           trust_unverified=trust_unverified)
     if quick:
@@ -194,16 +203,22 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
             if m == "biharmonic" and keep is None:
                 continue
             t0 = time.perf_counter()
-            if m in ("mimic", "mimic_keep", "pgd", "pgd_fill", "pgd_keep"):
+            if m in ("mimic", "mimic_adapt", "mimic_keep", "pgd", "pgd_fill", "pgd_adapt", "pgd_keep"):
                 # pgd: plain GAN inversion (every pixel fitted); pgd_fill: PGD with the blind preset's fill
                 # detection, which MimicGAN also uses: the two rows separate the detection from the surrogate;
                 # mimic_keep: MimicGAN whose output keeps the observed (not fill) pixels of an observation with fill
                 # and adds the TV-denoised residual y - G(z) to one without (keep_observed, keep_tv);
-                # pgd_keep: the same for pgd_fill (separates what keeping gains from what the surrogate adds to it)
+                # pgd_keep: the same for pgd_fill (separates what keeping gains from what the surrogate adds to it);
+                # *_adapt: with the generator adaptation and do-no-harm of mimic.tasks.ADAPT (pgd_adapt: pgd_fill's)
                 ov = {"fill": False, **overrides} if m == "pgd" else overrides
                 ov = {"keep_observed": True, **ov} if m in ("mimic_keep", "pgd_keep") else ov
+                ov = {**ov, **ADAPT} if m.endswith("_adapt") else ov
                 rec = recover(y_u8, task=None, method="pgd" if m.startswith("pgd") else "mimic", prior=pr,
                               device=dev, seed=seed, **ov).images
+            elif m in ("oracle", "oracle_adapt"):  # the corruption known: its mask, or through it (convolve_noise)
+                cfg = get_task(None).config.replace(**{**overrides, **(ADAPT if m == "oracle_adapt" else
+                                                                       {"adapt_steps": 0})})
+                rec = oracle_solve(pr, corr, cfg, y_u8, dev, 25, seed, masks=keep)
             elif m == "tv":
                 rec = tv_denoise(y_u8)
             elif m == "biharmonic":

@@ -465,8 +465,9 @@ def bench_blind_cmd(out, prior, tasks, n, methods, supervised_steps, device, see
 @click.option("--prior", default="celeba64", show_default=True)
 @click.option("--n", default=200, show_default=True)
 @click.option("--methods", default="mimic,mimic_keep,pgd,pgd_fill,pgd_keep,tv,biharmonic,dip", show_default=True,
-              help="Methods to run; into an --out holding a run with the same settings, the other methods' rows "
-                   "are kept.")
+              help="Methods to run (also oracle: the corruption known; mimic_adapt, pgd_adapt, oracle_adapt: with "
+                   "generator adaptation and do-no-harm); into an --out holding a run with the same settings, the "
+                   "other methods' rows are kept.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--dip-steps", default=1500, show_default=True)
