@@ -24,6 +24,7 @@ import json
 import os
 import socket
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import torch
 from . import __version__
 from .api import fill_notice, fit_config, make_groups, observed_weight_field, recover_groups, resolve_device
 from .corruptions import get_corruption
+from .distributed import World, session
 from .inputs import InputError, folder_notices, input_notices, prepare, scan_folder
 from .io import ImageReadError, labeled_grid, read_image, save_json, save_png, to_tensor, to_uint8
 from .metrics import psnr, ssim
@@ -57,6 +59,8 @@ class FolderResult:
     preview: dict = field(default_factory=dict)  # stem -> {"observed", "mimicked", "recovered", "clean"} arrays
     face_threshold: float | None = None  # the out-of-prior threshold (None: no face score for this prior or method)
     out_of_prior: list = field(default_factory=list)  # (input, face score) of the report's flagged images
+    rank: int = 0  # under torchrun: this process's rank (0 holds the whole folder's figures) ...
+    world_size: int = 1  # ... of this many processes
 
 
 def check_out_dir(inp: Path, out: Path) -> None:
@@ -126,23 +130,29 @@ def _alive(pid: int) -> bool:
 
 
 class Journal:
-    """``OUT/journal.jsonl``: one JSON line per finished group (its images' records), appended and fsynced; a torn
-    last line (a kill mid-write) is ignored. ``records()`` maps stem -> its latest record."""
+    """``OUT/journal.jsonl`` (``journal.R.jsonl`` for rank R of several processes): one JSON line per finished group
+    (its images' records), appended and fsynced; a torn last line (a kill mid-write) is ignored. ``records()`` reads
+    every journal in OUT, whatever process wrote it, and maps stem -> its latest record."""
 
-    def __init__(self, out: Path):
-        self.path = out / "journal.jsonl"
+    def __init__(self, out: Path, world: World | None = None):
+        world = world or World()
+        self.out = out
+        self.path = out / ("journal.jsonl" if not world.distributed else f"journal.{world.rank}.jsonl")
+
+    def _files(self) -> list:
+        files = [p for p in self.out.glob("journal*.jsonl") if p.is_file()]
+        return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))  # the latest writes last
 
     def records(self) -> dict:
         recs = {}
-        if not self.path.exists():
-            return recs
-        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # torn line
-            for r in entry.get("images", []):
-                recs[r["stem"]] = r
+        for path in self._files():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # torn line
+                for r in entry.get("images", []):
+                    recs[r["stem"]] = r
         return recs
 
     def append(self, records: list) -> None:
@@ -153,7 +163,8 @@ class Journal:
             os.fsync(f.fileno())
 
     def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
+        for p in self._files():
+            p.unlink(missing_ok=True)
 
 
 def _decodes(p: Path) -> bool:
@@ -211,7 +222,19 @@ def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, ba
                    overwrite: bool = False, progress: bool = True, groups_per_call: int | None = None,
                    trust_unverified: bool = False, **overrides) -> FolderResult:
     """Recover every image of ``inp`` into ``out`` (layout: recovered/, mimicked/ (not for PGD), journal.jsonl,
-    settings.json, report.json, grid.png)."""
+    settings.json, report.json, grid.png).
+
+    Under torchrun (``mimic.distributed``) every process recovers its share of the groups; rank 0 returns the whole
+    folder's result (counts summed over the ranks, report.json written), the other ranks their own counts."""
+    with session(device) as world:
+        return _recover_folder(world, inp, out, task=task, method=method, prior=prior, batch_size=batch_size,
+                               device=device, seed=seed, clean=clean, strict_size=strict_size, overwrite=overwrite,
+                               progress=progress, groups_per_call=groups_per_call,
+                               trust_unverified=trust_unverified, **overrides)
+
+
+def _recover_folder(world: World, inp, out, *, task, method, prior, batch_size, device, seed, clean, strict_size,
+                    overwrite, progress, groups_per_call, trust_unverified, **overrides) -> FolderResult:
     inp, out = Path(inp), Path(out)
     if batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
@@ -222,13 +245,13 @@ def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, ba
         clean = Path(clean)
         for p in scan_folder(clean):
             clean_files.setdefault(_rel_stem(p, clean), p)
-    dev = resolve_device(device)
+    dev = resolve_device(world.device(device))
     t = get_task(task)
     cfg = t.config.replace(**overrides) if overrides else t.config
     pr = load_prior(prior if prior is not None else t.prior, device=dev, trust_unverified=trust_unverified)
     cfg, cfg_notices = fit_config(cfg, pr, method)
     _check_writable(out)
-    res = FolderResult(out=out, notices=cfg_notices + folder_notices(inp),
+    res = FolderResult(out=out, rank=world.rank, world_size=world.size, notices=cfg_notices + folder_notices(inp),
                        face_threshold=threshold_for(pr) if method == "mimic" else None)
     # one output per stem: a.png and a.jpg would overwrite each other's outputs
     seen, stems = {}, []
@@ -251,27 +274,37 @@ def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, ba
         seen[s] = (p, chans)
         stems.append(s)
     settings = _settings(t, method, pr, cfg, batch_size, seed, inp)
+    n_scan_skipped = len(res.skipped)  # found by every rank alike; later ones only by the rank that read the file
     t_start = time.perf_counter()
-    with FolderLock(out):
-        _check_settings(out, settings, overwrite)
-        journal = Journal(out)
-        if overwrite:
-            journal.clear()
-        save_json(out / "settings.json", {**settings, "version": __version__})
+    with ExitStack() as stack:
+        journal = Journal(out, world)
+        err = None
+        if world.main:  # one lock for all the ranks, taken and checked by rank 0 while the others wait
+            try:
+                stack.enter_context(FolderLock(out))
+                _check_settings(out, settings, overwrite)
+                if overwrite:
+                    journal.clear()
+                save_json(out / "settings.json", {**settings, "version": __version__, "world_size": world.size})
+            except InputError as e:
+                err = e
+        msg = world.broadcast(None if err is None else str(err))
+        if err is not None:
+            raise err
+        if msg is not None:
+            raise InputError(msg)
         recs = journal.records()
-        done = {s for s in stems if s in recs and _decodes(out / "recovered" / f"{s}.png")}
-        res.resumed = len(done)
-        if done:
-            res.notices.append(f"resuming: {len(done)} image(s) already recovered in {out / 'recovered'} "
-                               "(use --overwrite to redo)")
         groups = [[stems[i] for i in g] for g in make_groups([seen[s][1] for s in stems], batch_size)]
+        groups = world.shard(groups)  # this rank's groups (all of them in one process)
+        done = {s for g in groups for s in g if s in recs and _decodes(out / "recovered" / f"{s}.png")}
+        res.resumed = len(done)
         todo = [[s for s in g if s not in done] for g in groups]
         todo = [g for g in todo if g]
         first = set(stems[:GRID_N])
         retried, counts = [], {"alpha": 0, "resized": 0}
         from .api import _progress
 
-        with _progress(progress, method, sum(len(g) for g in todo)) as advance:
+        with _progress(progress and world.main, method, sum(len(g) for g in todo)) as advance:
             for g in todo:
                 prep = prepare([seen[s][0] for s in g], resolution=pr.resolution, strict_size=strict_size,
                                names=[str(seen[s][0]) for s in g])
@@ -310,6 +343,18 @@ def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, ba
                     retried.append(ok[0])
                 res.done += len(ok)
                 advance(len(g))
+        # the end: every rank's counts to rank 0 (also the barrier before the report reads every journal)
+        parts = world.gather({"done": res.done, "resumed": res.resumed, "skipped": res.skipped[n_scan_skipped:],
+                              "counts": counts, "retried": retried})
+        if not world.main:
+            return res
+        res.done, res.resumed = sum(p["done"] for p in parts), sum(p["resumed"] for p in parts)
+        res.skipped = res.skipped[:n_scan_skipped] + [x for p in parts for x in p["skipped"]]
+        counts = {k: sum(p["counts"][k] for p in parts) for k in counts}
+        retried = sorted(x for p in parts for x in p["retried"])
+        if res.resumed:
+            res.notices.append(f"resuming: {res.resumed} image(s) already recovered in {out / 'recovered'} "
+                               "(use --overwrite to redo)")
         res.notices += input_notices(counts, pr.resolution)
         res.report = _report(out, journal.records(), stems, clean_files, pr.resolution,
                              {**settings, "device": str(dev), "clean": str(clean) if clean else None}, res,
@@ -418,8 +463,11 @@ def compare_folder(inp, out, *, task=None, clean=None, progress=True, **kw) -> d
     """Run MimicGAN and PGD on the same observations: ``out/mimic``, ``out/pgd``, ``grid.png``, ``metrics.json``."""
     inp, out = Path(inp), Path(out)
     check_out_dir(inp, out)
-    r_m = recover_folder(inp, out / "mimic", task=task, method="mimic", clean=clean, progress=progress, **kw)
-    r_p = recover_folder(inp, out / "pgd", task=task, method="pgd", clean=clean, progress=progress, **kw)
+    with session(kw.get("device", "auto")) as world:  # under torchrun: both folders by every rank, one group joined
+        r_m = recover_folder(inp, out / "mimic", task=task, method="mimic", clean=clean, progress=progress, **kw)
+        r_p = recover_folder(inp, out / "pgd", task=task, method="pgd", clean=clean, progress=progress, **kw)
+    if not world.main:  # rank 0 writes the comparison
+        return {"mimic": r_m, "pgd": r_p, "metrics": {}}
     metrics = {"task": get_task(task).name, "mimic": r_m.metrics, "pgd": r_p.metrics}
     if r_m.metrics and r_p.metrics:
         metrics["gain_psnr_db"] = r_m.metrics["psnr_mean"] - r_p.metrics["psnr_mean"]

@@ -154,6 +154,8 @@ def recover(input, out, method, quiet, as_json, **kw):
 
     ov = _pop_overrides(kw)
     res = recover_folder(input, out, method=method, progress=not quiet and not as_json, **kw, **ov)
+    if res.rank != 0:  # under torchrun rank 0 speaks for the folder
+        sys.exit(0)
     _print_notices(res)
     if as_json:
         click.echo(json.dumps({"out": str(out), "recovered": res.done, "resumed": res.resumed,
@@ -185,6 +187,8 @@ def compare(input, out, quiet, as_json, **kw):
 
     ov = _pop_overrides(kw)
     r = compare_folder(input, out, progress=not quiet and not as_json, **kw, **ov)
+    if r["mimic"].rank != 0:  # under torchrun rank 0 speaks for the folder
+        sys.exit(0)
     _print_notices(r["mimic"])
     m = r["metrics"]
     if as_json:
