@@ -98,3 +98,57 @@ def test_two_processes_refuse_an_out_made_with_other_settings_on_every_rank(tmp_
                   tmp_path=tmp_path)
     assert p.returncode != 0
     assert p.stderr.count("made with other settings (seed 0 -> 1)") == 2, p.stderr[-3000:]  # one line per rank
+
+
+def _rank_pids(parent: int) -> dict:
+    """rank -> pid of torchrun's workers (children of its agent), read from /proc."""
+    found = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid != parent:
+                continue
+            with open(f"/proc/{d}/environ", "rb") as f:
+                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"RANK" in env:
+            found[int(env[b"RANK"])] = int(d)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the ranks' processes in /proc")
+def test_one_rank_killed_mid_run_then_one_process_finishes_it_identically(tmp_path, tiny_prior_dir):
+    import signal
+    import time
+
+    inp = _folder(tmp_path / "in", [f"a{i:02d}" for i in range(8)])  # 4 groups, 2 per rank
+    slow = [*FAST, "--warm-steps", "20"]
+    one = tmp_path / "one"
+    r = CliRunner().invoke(cli, ["recover", str(inp), "--out", str(one), "--prior", str(tiny_prior_dir), *slow])
+    assert r.exit_code == 0, r.output
+
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    p = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                          "-m", "mimic", "recover", str(inp), "--out", str(out), "--prior", str(tiny_prior_dir),
+                          *slow], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = out / "journal.1.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (journal.exists() and journal.read_text().count("\n") >= 1):
+        time.sleep(0.05)
+    ranks = _rank_pids(p.pid)
+    assert 1 in ranks, ranks
+    os.kill(ranks[1], signal.SIGKILL)  # rank 1 dies after its first group; torchrun stops rank 0
+    assert p.wait(timeout=300) != 0
+    assert not (out / "report.json").exists()  # the run did not finish
+
+    r = CliRunner().invoke(cli, ["recover", str(inp), "--out", str(out), "--prior", str(tiny_prior_dir), *slow])
+    assert r.exit_code == 0 and "resuming:" in r.output, r.output
+    stems = [im["stem"] for im in json.loads((out / "report.json").read_text())["images"]]
+    assert stems == [f"a{i:02d}" for i in range(8)]
+    assert _outputs(out) == _outputs(one)
