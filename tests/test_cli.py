@@ -163,7 +163,7 @@ def test_listings_as_json():
     assert "non-commercial" in celeba["terms"] and celeba["quality"] and "generator.safetensors" in celeba["sha256"]
 
 
-BENCHES = ["speed", "blind", "reconstruct", "shifted", "unseen", "classify", "defense"]
+BENCHES = ["speed", "scale", "blind", "reconstruct", "shifted", "unseen", "classify", "defense"]
 
 
 @pytest.mark.parametrize("bench", BENCHES)

@@ -152,3 +152,20 @@ def test_one_rank_killed_mid_run_then_one_process_finishes_it_identically(tmp_pa
     stems = [im["stem"] for im in json.loads((out / "report.json").read_text())["images"]]
     assert stems == [f"a{i:02d}" for i in range(8)]
     assert _outputs(out) == _outputs(one)
+
+
+@pytest.mark.slow
+def test_bench_scale_measures_both_launches_and_memory(tmp_path, tiny_prior_dir):
+    """`mimic bench scale` end to end on tiny folders: both launches recover the same bytes, every image of the
+    memory runs is reported, and the table names each row."""
+    sched = "--warm-steps 2 --T 1 --T1 2 --T2 2 --adapt-steps 2 --batch-size 2"
+    r = CliRunner().invoke(cli, ["bench", "scale", "--out", str(tmp_path / "b"), "--n", "4", "--procs", "2",
+                                 "--prior", str(tiny_prior_dir), "--schedule", sched, "--memory-sizes", "4,8"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "b" / "scale.json").read_text())["results"]
+    thr = [x for x in rows if x["measure"] == "throughput"]
+    mem = [x for x in rows if x["measure"] == "memory"]
+    assert [x["launch"] for x in thr] == ["1 process x 2 threads", "2 processes x 1 thread"]
+    assert thr[1]["same_bytes"] is True and thr[1]["ratio_to_one_process"] > 0
+    assert [(x["images"], x["reported"]) for x in mem] == [(4, 4), (8, 8)] and all(x["peak_rss_mb"] > 50 for x in mem)
+    assert "2 processes x 1 thread" in r.output and "(same bytes)" in r.output

@@ -397,6 +397,34 @@ def bench():
     """Benchmarks that print a table (and write JSON with --out)."""
 
 
+@bench.command("scale")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--n", default=100, show_default=True, help="Images of the throughput runs (0: skip them).")
+@click.option("--procs", default=2, show_default=True, help="Processes (torchrun) against one process with as many threads.")
+@click.option("--task", default="blind", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--schedule", default="--T 2", show_default=True, help="Schedule options of the throughput runs.")
+@click.option("--memory-sizes", default="1000,20000", show_default=True,
+              help="Folder sizes of the memory runs (minimal schedule; empty: skip them).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Faces to build the folders from (default: the demo faces).")
+@click.option("--prior", default=None, help="Prior name or folder (default: the task's).")
+@_trust_option
+@handle_errors
+def bench_scale_cmd(out, n, procs, task, device, schedule, memory_sizes, data, prior, trust_unverified):
+    """images/s of N processes (torchrun) against one with N threads; peak memory against the folder's size."""
+    from ..bench.scale import bench_scale
+
+    if procs < 1 or n < 0:
+        raise InputError(f"--procs must be >= 1 and --n >= 0, got {procs}, {n}")
+    sizes = tuple(int(x) for x in memory_sizes.split(",") if x.strip())
+    extra = (["--prior", str(prior)] if prior else []) + (["--trust-unverified"] if trust_unverified else [])
+    bench_scale(out, n=n, procs=procs, task=task, device=device, schedule=tuple(schedule.split()) + tuple(extra),
+                memory_schedule=("--warm-steps", "0", "--T", "0", "--adapt-steps", "0", *extra),
+                memory_sizes=sizes, data=data, log=lambda m: click.echo(m, err=True))
+    click.echo((Path(out) / "scale.md").read_text())
+
+
 @bench.command("speed")
 @click.option("--prior", default="celeba64", show_default=True)
 @click.option("--task", default="gray_blur", show_default=True)
