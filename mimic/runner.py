@@ -460,12 +460,16 @@ def _grid(preview: dict, first: list, method: str, pgd: dict | None = None) -> n
 
 
 def compare_folder(inp, out, *, task=None, clean=None, progress=True, **kw) -> dict:
-    """Run MimicGAN and PGD on the same observations: ``out/mimic``, ``out/pgd``, ``grid.png``, ``metrics.json``."""
+    """Run MimicGAN and PGD on the same observations: ``out/mimic``, ``out/pgd``, ``grid.png``, ``metrics.json``.
+    PGD is plain GAN inversion with the task's settings: the blind preset's generator adaptation only where
+    ``adapt_steps`` is given."""
     inp, out = Path(inp), Path(out)
     check_out_dir(inp, out)
     with session(kw.get("device", "auto")) as world:  # under torchrun: both folders by every rank, one group joined
         r_m = recover_folder(inp, out / "mimic", task=task, method="mimic", clean=clean, progress=progress, **kw)
-        r_p = recover_folder(inp, out / "pgd", task=task, method="pgd", clean=clean, progress=progress, **kw)
+        # the baseline is plain GAN inversion: no generator adaptation unless asked for (--adapt-steps)
+        r_p = recover_folder(inp, out / "pgd", task=task, method="pgd", clean=clean, progress=progress,
+                             **{"adapt_steps": 0, **kw})
     if not world.main:  # rank 0 writes the comparison
         return {"mimic": r_m, "pgd": r_p, "metrics": {}}
     metrics = {"task": get_task(task).name, "mimic": r_m.metrics, "pgd": r_p.metrics}

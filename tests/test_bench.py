@@ -484,3 +484,22 @@ def test_benches_without_matplotlib_name_the_extra_before_the_run(bench, tmp_pat
     assert r.exit_code == 2, r.output
     err = r.stderr.strip()
     assert len(err.splitlines()) == 1 and "mimicgan[bench]" in err, err
+
+
+def test_method_overrides_keep_plain_rows_plain_and_adapting_rows_adapting():
+    """pgd, oracle and presets without adaptation stay unadapted whatever the overrides (a quick run's short
+    adaptation only shortens one that is on); the blind preset and *_adapt rows adapt, with the overrides' steps."""
+    from mimic.bench.report_utils import QUICK_SCHEDULE, method_overrides
+    from mimic.tasks import ADAPT, get_task
+
+    q = dict(QUICK_SCHEDULE)
+    assert get_task("blind").config.adapt_steps == ADAPT["adapt_steps"] > q["adapt_steps"] > 0
+    assert method_overrides("pgd", q, "gray_blur")[1]["adapt_steps"] == 0
+    assert method_overrides("oracle", q, "gray_blur")[1]["adapt_steps"] == 0
+    assert method_overrides("mimic_r4", q, "gray_blur") == ("mimic", {**q, "restarts": 4, "adapt_steps": 0})
+    assert method_overrides("mimic", q, None)[1]["adapt_steps"] == q["adapt_steps"]  # the blind preset adapts
+    assert method_overrides("blind", q, "gray_blur")[1]["adapt_steps"] == q["adapt_steps"]
+    assert method_overrides("blind", {}, "gray_blur") == ("blind", {})
+    base, ov = method_overrides("pgd_adapt", {"T": 2}, "gray_blur")
+    assert base == "pgd" and ov == {"T": 2, **ADAPT}
+    assert method_overrides("oracle_adapt", q, "negative")[1] == {**q, **ADAPT, "adapt_steps": q["adapt_steps"]}

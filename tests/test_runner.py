@@ -221,3 +221,17 @@ def test_out_of_prior_flag_for_every_image_warnings_and_counts(tmp_path, tiny_pr
     rep = json.loads((tmp_path / "pgd" / "report.json").read_text())
     assert r.exit_code == 0 and "warning" not in r.output and rep["out_of_prior"] is None
     assert not any("face_score" in x for x in rep["images"])
+
+
+def test_compare_pgd_is_plain_inversion_unless_adaptation_is_asked_for(tmp_path, tiny_prior_dir):
+    """compare's PGD column does not take the blind preset's generator adaptation (MimicGAN does); --adapt-steps
+    sets both."""
+    from mimic.runner import compare_folder
+
+    inp = _folder(tmp_path / "in", n=2)
+    kw = dict(prior=str(tiny_prior_dir), device="cpu", progress=False, warm_steps=2, T=1, T1=2, T2=2)
+    compare_folder(inp, tmp_path / "a", task="blind", **kw)
+    sched = {m: json.loads((tmp_path / "a" / m / "settings.json").read_text())["schedule"] for m in ("mimic", "pgd")}
+    assert sched["pgd"]["adapt_steps"] == 0 and sched["mimic"]["adapt_steps"] == 150
+    compare_folder(inp, tmp_path / "b", task="blind", adapt_steps=3, **kw)
+    assert json.loads((tmp_path / "b" / "pgd" / "settings.json").read_text())["schedule"]["adapt_steps"] == 3

@@ -39,7 +39,7 @@ def _made_by(task, m, overrides, supervised_steps) -> dict:
     preset changed between runs must not leave its old images in the new table)."""
     if m == "supervised":
         return {"method": m, "steps": supervised_steps, "mimic": __version__}
-    base, ov = method_overrides(m, overrides)
+    base, ov = method_overrides(m, overrides, task)
     return {"method": m, "config": config_json(None if base == "blind" else task, ov), "mimic": __version__}
 
 
@@ -162,7 +162,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
                 rec = apply_supervised(net, y_arr, dev)
                 supervised_info[task] = {k: v for k, v in info.items() if k != "history"}
             else:  # "pgd", "mimic", "blind", "pgd_rK" / "mimic_rK" with K random restarts, any with "_adapt"
-                base, ov = method_overrides(m, overrides)
+                base, ov = method_overrides(m, overrides, task)
                 trace = []
                 r = recover(y_arr, task=task if base != "blind" else None, method="mimic" if base == "blind" else base,
                             prior=pr, batch_size=batch_size, device=dev, seed=seed,

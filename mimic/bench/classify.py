@@ -136,7 +136,7 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
         samples[corr] = {"observed": y[:10], "clean": clean[:10]}
         for m in methods:
             t0 = time.perf_counter()
-            base, ov = method_overrides(m, overrides)
+            base, ov = method_overrides(m, overrides, corr)
             r = recover(y, task=corr, method=base, prior=pr, batch_size=batch_size, device=dev, seed=seed, **ov)
             add(corr, m, predict(clf, r.tensor, dev), time.perf_counter() - t0, config=_config(corr, m, overrides))
             samples[corr][m] = r.tensor[:10]
@@ -146,7 +146,7 @@ def bench_classify(out, *, prior="fmnist28", classifier="fmnist_classifier", cor
 
 def _config(corr: str, method: str, overrides: dict) -> dict:
     """The recovery settings of one (corruption, method) row, as JSON values (tuples become lists)."""
-    base, ov = method_overrides(method, overrides)
+    base, ov = method_overrides(method, overrides, corr)
     return {"method": base, **config_json(corr, ov)}
 
 

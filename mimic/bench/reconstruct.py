@@ -28,9 +28,9 @@ from ..api import recover
 from ..corruptions import get_corruption
 from ..io import make_grid, read_image, save_json, save_png, save_text, to_tensor, to_uint8
 from ..metrics import mean_ci95, psnr, ssim
-from ..tasks import ADAPT, get_task
+from ..tasks import get_task
 from .blind import oracle_solve
-from .report_utils import bench_setup, earlier_run
+from .report_utils import bench_setup, earlier_run, method_overrides
 
 __all__ = ["bench_reconstruct", "markdown_table", "CORRUPTIONS", "PAJOT_MSE", "dip", "tv_denoise", "biharmonic"]
 
@@ -210,14 +210,15 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
                 # and adds the TV-denoised residual y - G(z) to one without (keep_observed, keep_tv);
                 # pgd_keep: the same for pgd_fill (separates what keeping gains from what the surrogate adds to it);
                 # *_adapt: with the generator adaptation and do-no-harm of mimic.tasks.ADAPT (pgd_adapt: pgd_fill's)
+                # (pgd, pgd_fill and pgd_keep are plain inversions: no adaptation, whatever the preset has)
                 ov = {"fill": False, **overrides} if m == "pgd" else overrides
                 ov = {"keep_observed": True, **ov} if m in ("mimic_keep", "pgd_keep") else ov
-                ov = {**ov, **ADAPT} if m.endswith("_adapt") else ov
+                _, ov = method_overrides(("pgd" if m.startswith("pgd") else "mimic")
+                                         + ("_adapt" if m.endswith("_adapt") else ""), ov)
                 rec = recover(y_u8, task=None, method="pgd" if m.startswith("pgd") else "mimic", prior=pr,
                               device=dev, seed=seed, **ov).images
             elif m in ("oracle", "oracle_adapt"):  # the corruption known: its mask, or through it (convolve_noise)
-                cfg = get_task(None).config.replace(**{**overrides, **(ADAPT if m == "oracle_adapt" else
-                                                                       {"adapt_steps": 0})})
+                cfg = get_task(None).config.replace(**method_overrides(m, overrides)[1])
                 rec = oracle_solve(pr, corr, cfg, y_u8, dev, 25, seed, masks=keep)
             elif m == "tv":
                 rec = tv_denoise(y_u8)

@@ -10,7 +10,7 @@ from ..tasks import get_task
 
 
 #: the schedule of a bench's ``quick`` form (a smoke run: every code path, no meaningful figure)
-QUICK_SCHEDULE = {"warm_steps": 20, "T": 2, "T1": 5, "T2": 5}
+QUICK_SCHEDULE = {"warm_steps": 20, "T": 2, "T1": 5, "T2": 5, "adapt_steps": 5}
 
 
 def bench_setup(out, prior, device, overrides: dict | None, quick: bool, *, trust_unverified: bool = False,
@@ -115,17 +115,25 @@ def load_samples(path) -> dict:
         return {k: f[k] for k in f.files}
 
 
-def method_overrides(method: str, overrides: dict) -> tuple[str, dict]:
+def method_overrides(method: str, overrides: dict, task: str | None = None) -> tuple[str, dict]:
     """A bench method name (``"pgd"``, ``"mimic"``, ``"blind"``, ``"oracle"``, ``"pgd_rK"`` / ``"mimic_rK"`` with K
     random restarts, ``"pgd_adapt"``, ``"mimic_adapt"``, ``"blind_adapt"``, ``"oracle_adapt"``: with the generator
     adaptation and do-no-harm of ``mimic.tasks.ADAPT``) -> (the recovery method, the overrides to recover with).
-    ``pgd`` and ``oracle`` rows are plain inversions (no adaptation, whatever the preset has)."""
-    from ..tasks import ADAPT
+    ``task`` is the preset a ``mimic`` row runs (``blind`` rows run the blind preset). Rows without ``_adapt`` are
+    plain where their preset is: ``pgd``, ``oracle`` and presets without adaptation get none, whatever the overrides
+    say (a quick run's short adaptation only shortens one that is on); an ``_adapt`` row takes ``ADAPT`` under the
+    overrides' own adaptation fields (``--adapt-steps``, a quick run's)."""
+    from ..tasks import ADAPT, get_task
 
     adapt = method.endswith("_adapt")
     base, _, rk = method.removesuffix("_adapt").partition("_r")
-    plain = {"adapt_steps": 0} if base in ("pgd", "oracle") else {}
-    return base, {**overrides, **({"restarts": int(rk)} if rk else {}), **(ADAPT if adapt else plain)}
+    if adapt:
+        extra = {**ADAPT, **{k: v for k, v in overrides.items() if k in ADAPT}}
+    elif base in ("pgd", "oracle") or not get_task(None if base == "blind" else task).config.adapt_steps:
+        extra = {"adapt_steps": 0}
+    else:
+        extra = {}
+    return base, {**overrides, **({"restarts": int(rk)} if rk else {}), **extra}
 
 
 def config_json(task: str | None, overrides: dict) -> dict:

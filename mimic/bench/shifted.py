@@ -25,7 +25,7 @@ from ..corruptions import get_corruption
 from ..io import save_json, save_text, to_tensor, to_uint8
 from ..metrics import mean_ci95, psnr
 from ..tasks import get_task
-from .report_utils import bench_setup, earlier_run, validation_faces
+from .report_utils import bench_setup, earlier_run, method_overrides, validation_faces
 
 __all__ = ["bench_shifted", "markdown_table", "SETTINGS", "METHODS", "setting_label"]
 
@@ -90,8 +90,9 @@ def bench_shifted(out, *, prior="celeba64", tasks=None, methods=METHODS, which: 
         for m in methods:
             t0 = time.perf_counter()
             # pgd and mimic: the task's preset; blind: the task-agnostic preset (no task named)
+            _, ov = method_overrides(m, overrides, task)
             r = recover(y_u8, task=None if m == "blind" else task, method="pgd" if m == "pgd" else "mimic",
-                        prior=pr, device=dev, seed=seed, **overrides)
+                        prior=pr, device=dev, seed=seed, **ov)
             per[m], secs[m] = psnr(r.images, clean_u8), time.perf_counter() - t0
         lab = setting_label(task, kw)
         rows[:] = [r for r in rows if r["setting"] != lab or r["method"] not in per]

@@ -262,7 +262,8 @@ def bench_unseen(out, *, prior="celeba64", n: int = 25, half: str = "all", split
     def write():
         result = {"bench": "unseen", "settings": {**settings, "device": str(dev)}, "results": rows,
                   "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
-                  "seconds": time.perf_counter() - t_all, "summary": summary(rows)}
+                  "seconds": time.perf_counter() - t_all, "summary": summary(rows),
+                  "summary_blind_adapt": summary(rows, "blind_adapt")}
         save_json(path, result)
         save_text(out / "unseen.md", markdown_table(rows))
         return result
@@ -333,12 +334,12 @@ def _row(kind, d, level, method, p, s, secs, dev, p_obs, base=None) -> dict:
     return r
 
 
-def summary(rows: list) -> dict:
-    """Per half: the blind preset's mean gain over PGD, the settings where it beats PGD, and on tone/colour kinds
-    the fraction of the oracle's gain over PGD it recovers."""
+def summary(rows: list, method: str = "blind") -> dict:
+    """Per half: ``method``'s (the blind preset's) mean gain over PGD, the settings where it beats PGD, and on
+    tone/colour kinds the fraction of the oracle's gain over PGD it recovers."""
     out = {}
     for half in ("tune", "heldout"):
-        g = [r for r in rows if r["half"] == half and r["method"] == "blind" and "gain_over_pgd_db" in r]
+        g = [r for r in rows if r["half"] == half and r["method"] == method and "gain_over_pgd_db" in r]
         if not g:
             continue
         s = {"settings": len(g), "beats_pgd": sum(r["gain_over_pgd_db"] > 0 for r in g),
@@ -359,14 +360,19 @@ def summary(rows: list) -> dict:
 
 
 def markdown_table(rows: list) -> str:
-    """One table per half: rows (kind, strength), columns observed / PGD / blind / oracle PSNR and blind - PGD."""
+    """One table per half: rows (kind, strength), columns observed / PGD / blind / oracle PSNR (and the ``_adapt``
+    methods' where they were run) and each blind method's gain over PGD; a summary line per blind method."""
     lines = []
+    have = {r["method"] for r in rows}
+    cols = [m for m in ("observed", "pgd", "blind", "blind_adapt", "oracle", "pgd_adapt", "oracle_adapt") if m in have]
+    blinds = [m for m in ("blind", "blind_adapt") if m in have]
+    names = {"observed": "observed", "pgd": "PGD"}
     for half, title in (("heldout", "Held-out kinds (the figure that counts)"), ("tune", "Tuning kinds")):
         keys = list(dict.fromkeys((r["kind"], r["level"]) for r in rows if r["half"] == half))
         if not keys:
             continue
-        lines += [f"### {title}", "", "| kind | family | strength | observed | PGD | blind | oracle | blind - PGD |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        head = ["kind", "family", "strength", *(names.get(m, m) for m in cols), *(f"{m} - PGD" for m in blinds)]
+        lines += [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         for k, lv in keys:
             by = {r["method"]: r for r in rows if (r["kind"], r["level"]) == (k, lv)}
             any_r = next(iter(by.values()))
@@ -375,16 +381,19 @@ def markdown_table(rows: list) -> str:
                 r = by.get(m)
                 return "—" if r is None else f"{r['psnr_mean']:.2f}"
 
-            g = by.get("blind", {}).get("gain_over_pgd_db")
-            gc = by.get("blind", {}).get("gain_ci95")
-            lines.append(f"| {k} | {any_r['family']} | {any_r['strength']} | {cell('observed')} | {cell('pgd')} | "
-                         f"{cell('blind')} | {cell('oracle')} | "
-                         f"{'—' if g is None else f'{g:+.2f} ± {gc:.2f}'} |")
-        s = summary(rows).get(half)
-        if s:
-            lines += ["", f"blind beats PGD on {s['beats_pgd']} of {s['settings']} settings; mean gain "
+            def gain(m):
+                g, gc = by.get(m, {}).get("gain_over_pgd_db"), by.get(m, {}).get("gain_ci95")
+                return "—" if g is None else f"{g:+.2f} ± {gc:.2f}"
+
+            lines.append(f"| {k} | {any_r['family']} | {any_r['strength']} | "
+                         + " | ".join([*(cell(m) for m in cols), *(gain(m) for m in blinds)]) + " |")
+        lines.append("")
+        for m in blinds:
+            s = summary(rows, m).get(half)
+            if s:
+                lines += [f"{m} beats PGD on {s['beats_pgd']} of {s['settings']} settings; mean gain "
                           f"{s['mean_gain_over_pgd_db']:+.2f} dB; below the observation on {s['below_observation']}"
-                      + (f"; recovers {100 * s['tone_colour_fraction_of_oracle_gain']:.0f}% of the oracle's gain "
-                         "over PGD on tone/colour kinds" if "tone_colour_fraction_of_oracle_gain" in s else ""), ""]
+                          + (f"; recovers {100 * s['tone_colour_fraction_of_oracle_gain']:.0f}% of the oracle's gain "
+                             "over PGD on tone/colour kinds" if "tone_colour_fraction_of_oracle_gain" in s else ""), ""]
         lines.append("")
     return "\n".join(lines)
