@@ -4,7 +4,8 @@ Every process (rank) reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` as ``torc
 them, joins the process group (``gloo`` on the CPU, ``nccl`` on GPUs) and recovers a disjoint, deterministic share of
 the folder's groups: the groups are formed from the sorted file list exactly as one process forms them, and rank r
 takes groups r, r + N, r + 2N, ... (a group is never split). Each group's randomness comes from its images' names and
-the seed, so the recovered files are the same bytes whatever the number of processes. The process group is used for
+the seed, so the recovered files are the same bytes whatever the number of processes (at the same threads per process:
+float rounding depends on how many threads share an operation). The process group is used for
 setup (rank 0 takes the folder's lock and checks its settings, the others wait for it) and at the end (a barrier,
 then rank 0 writes report.json from every rank's journal); nothing is exchanged while groups run.
 

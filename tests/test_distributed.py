@@ -31,6 +31,13 @@ def _outputs(out):
             if p.parent.name in ("recovered", "mimicked")}
 
 
+def _one(*args, tmp_path):
+    """One process with one thread, as each torchrun rank has (float results depend on the threads per process)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.run([sys.executable, "-m", "mimic", *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=600)
+
+
 def _torchrun(nproc, *args, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
@@ -65,8 +72,8 @@ def test_two_processes_give_the_bytes_of_one_and_a_later_run_of_another_size_fin
     of a one-process run; then the folder grows and a one-process run finishes it from both ranks' journals."""
     inp = _folder(tmp_path / "in", [f"a{i}" for i in range(5)])
     one = tmp_path / "one"
-    r = CliRunner().invoke(cli, ["recover", str(inp), "--out", str(one), "--prior", str(tiny_prior_dir), *FAST])
-    assert r.exit_code == 0, r.output
+    r = _one("recover", inp, "--out", one, "--prior", tiny_prior_dir, *FAST, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
 
     two = tmp_path / "two"
     p = _torchrun(2, "recover", inp, "--out", two, "--prior", tiny_prior_dir, *FAST, tmp_path=tmp_path)
@@ -79,12 +86,12 @@ def test_two_processes_give_the_bytes_of_one_and_a_later_run_of_another_size_fin
     assert not (two / ".lock").exists()
 
     _folder(inp, ["b0", "b1"], seed=1)  # the folder grows; its first groups stay as they were
-    r = CliRunner().invoke(cli, ["recover", str(inp), "--out", str(two), "--prior", str(tiny_prior_dir), *FAST])
-    assert r.exit_code == 0 and "resuming: 5 image(s)" in r.output, r.output
+    r = _one("recover", inp, "--out", two, "--prior", tiny_prior_dir, *FAST, tmp_path=tmp_path)
+    assert r.returncode == 0 and "resuming: 5 image(s)" in r.stderr, r.stderr[-2000:]
     stems = [im["stem"] for im in json.loads((two / "report.json").read_text())["images"]]
     assert stems == [f"a{i}" for i in range(5)] + ["b0", "b1"]
-    r = CliRunner().invoke(cli, ["recover", str(inp), "--out", str(one), "--prior", str(tiny_prior_dir), *FAST])
-    assert r.exit_code == 0, r.output
+    r = _one("recover", inp, "--out", one, "--prior", tiny_prior_dir, *FAST, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
     assert _outputs(two) == _outputs(one)
 
 
@@ -129,8 +136,8 @@ def test_one_rank_killed_mid_run_then_one_process_finishes_it_identically(tmp_pa
     inp = _folder(tmp_path / "in", [f"a{i:02d}" for i in range(8)])  # 4 groups, 2 per rank
     slow = [*FAST, "--warm-steps", "20"]
     one = tmp_path / "one"
-    r = CliRunner().invoke(cli, ["recover", str(inp), "--out", str(one), "--prior", str(tiny_prior_dir), *slow])
-    assert r.exit_code == 0, r.output
+    r = _one("recover", inp, "--out", one, "--prior", tiny_prior_dir, *slow, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
 
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -147,8 +154,8 @@ def test_one_rank_killed_mid_run_then_one_process_finishes_it_identically(tmp_pa
     assert p.wait(timeout=300) != 0
     assert not (out / "report.json").exists()  # the run did not finish
 
-    r = CliRunner().invoke(cli, ["recover", str(inp), "--out", str(out), "--prior", str(tiny_prior_dir), *slow])
-    assert r.exit_code == 0 and "resuming:" in r.output, r.output
+    r = _one("recover", inp, "--out", out, "--prior", tiny_prior_dir, *slow, tmp_path=tmp_path)
+    assert r.returncode == 0 and "resuming:" in r.stderr, r.stderr[-2000:]
     stems = [im["stem"] for im in json.loads((out / "report.json").read_text())["images"]]
     assert stems == [f"a{i:02d}" for i in range(8)]
     assert _outputs(out) == _outputs(one)
@@ -166,6 +173,8 @@ def test_bench_scale_measures_both_launches_and_memory(tmp_path, tiny_prior_dir)
     thr = [x for x in rows if x["measure"] == "throughput"]
     mem = [x for x in rows if x["measure"] == "memory"]
     assert [x["launch"] for x in thr] == ["1 process x 2 threads", "2 processes x 1 thread"]
-    assert thr[1]["same_bytes"] is True and thr[1]["ratio_to_one_process"] > 0
+    # same bytes is reported, not promised: 1 process x 2 threads rounds floats unlike 2 x 1 (the runs above compare
+    # equal threads per process)
+    assert isinstance(thr[1]["same_bytes"], bool) and thr[1]["ratio_to_one_process"] > 0
     assert [(x["images"], x["reported"]) for x in mem] == [(4, 4), (8, 8)] and all(x["peak_rss_mb"] > 50 for x in mem)
-    assert "2 processes x 1 thread" in r.output and "(same bytes)" in r.output
+    assert "2 processes x 1 thread" in r.output and "bytes" in r.output
