@@ -10,6 +10,7 @@ Sections are delimited by <!-- BEGIN:name --> ... <!-- END:name -->:
 - classify, defense, reconstruct: benchmarks/results/<bench>/<bench>.md (+ json)
 - shifted: benchmarks/results/shifted/shifted.md (+ json; from `mimic bench shifted`)
 - unseen: benchmarks/results/unseen/unseen.md (+ json; from `mimic bench unseen`)
+- scale: benchmarks/results/scale/scale.md (from `mimic bench scale`)
 - adapt: benchmarks/results/blind_adapt/blind.json (`mimic bench blind --n 25` with the adapting methods) against
   the same faces' rows in benchmarks/results/blind/blind.json
 """
@@ -196,7 +197,8 @@ def main():
                                                                   "classify_drop_pixels.png", "classify_blur_negative.png"])),
                 ("defense", lambda: _bench_section("defense", ["defense_universal.png", "defense_fgsm.png"])),
                 ("reconstruct", lambda: _bench_section("reconstruct")), ("shifted", shifted_section),
-                ("unseen", unseen_section), ("adapt", adapt_section))
+                ("unseen", unseen_section), ("adapt", adapt_section),
+                ("scale", lambda: (ROOT / "benchmarks" / "results" / "scale" / "scale.md").read_text()))
     for name, fn in sections:
         pat = re.compile(rf"(<!-- BEGIN:{name} -->\n)(?:.*?\n)?(<!-- END:{name} -->)", re.S)
         if pat.search(readme):
