@@ -21,7 +21,7 @@ import torch
 
 from .inputs import InputError
 
-__all__ = ["World", "world_from_env", "session"]
+__all__ = ["World", "world_from_env", "process_group"]
 
 
 @dataclass(frozen=True)
@@ -92,10 +92,10 @@ def world_from_env(env=None) -> World:
 
 
 @contextmanager
-def session(device: str = "auto"):
+def process_group(device: str = "auto"):
     """Yield this process's :class:`World`, with the default process group joined when it is one of several (and
     not joined yet): ``nccl`` when the ranks use GPUs, else ``gloo``. A group joined here is left at the end; one
-    joined by the caller is left alone (so sessions nest: ``compare`` runs two folders in one)."""
+    joined by the caller is left alone (so they nest: ``compare`` runs two folders in one)."""
     world = world_from_env()
     own = False
     if world.distributed and not torch.distributed.is_initialized():

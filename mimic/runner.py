@@ -34,7 +34,7 @@ import torch
 from . import __version__
 from .api import fill_notice, fit_config, make_groups, observed_weight_field, recover_groups, resolve_device
 from .corruptions import get_corruption
-from .distributed import World, session
+from .distributed import World, process_group
 from .inputs import InputError, folder_notices, input_notices, prepare, scan_folder
 from .io import ImageReadError, labeled_grid, read_image, save_json, save_png, to_tensor, to_uint8
 from .metrics import psnr, ssim
@@ -226,7 +226,7 @@ def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, ba
 
     Under torchrun (``mimic.distributed``) every process recovers its share of the groups; rank 0 returns the whole
     folder's result (counts summed over the ranks, report.json written), the other ranks their own counts."""
-    with session(device) as world:
+    with process_group(device) as world:
         return _recover_folder(world, inp, out, task=task, method=method, prior=prior, batch_size=batch_size,
                                device=device, seed=seed, clean=clean, strict_size=strict_size, overwrite=overwrite,
                                progress=progress, groups_per_call=groups_per_call,
@@ -465,7 +465,7 @@ def compare_folder(inp, out, *, task=None, clean=None, progress=True, **kw) -> d
     ``adapt_steps`` is given."""
     inp, out = Path(inp), Path(out)
     check_out_dir(inp, out)
-    with session(kw.get("device", "auto")) as world:  # under torchrun: both folders by every rank, one group joined
+    with process_group(kw.get("device", "auto")) as world:  # under torchrun: both folders by every rank, one group joined
         r_m = recover_folder(inp, out / "mimic", task=task, method="mimic", clean=clean, progress=progress, **kw)
         # the baseline is plain GAN inversion: no generator adaptation unless asked for (--adapt-steps)
         r_p = recover_folder(inp, out / "pgd", task=task, method="pgd", clean=clean, progress=progress,
