@@ -99,9 +99,10 @@ def process_group(device: str = "auto"):
     world = world_from_env()
     own = False
     if world.distributed and not torch.distributed.is_initialized():
-        cuda = world.device(device).startswith("cuda")
+        dev = world.device(device)
+        cuda = dev.startswith("cuda")
         if cuda:
-            torch.cuda.set_device(torch.device(world.device(device)))
+            torch.cuda.set_device(torch.device(dev))
         torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
         own = True
     try:

@@ -17,7 +17,7 @@ Algorithm 1 (MimicGAN), as run here::
         T1 RMSProp steps on f's weights, x = G(z) fixed:  L_obs + lam_I ||f(x) - x||_1
         T2 RMSProp steps on z, each followed by z <- clip(z, -1, 1):  L_obs + lam_adv L_adv + lam_I L_I
     generator adaptation: adapt_steps Adam steps on a per-group copy of G's weights and z, f fixed     (addition)
-    do no harm: x <- x + w (y - x), w = e_x^2 / (e_x^2 + e_y^2), e_y y's estimated damage          (addition)
+    do no harm: x <- x + w (y - x), w = e_x^4 / (e_x^4 + e_y^4) per group, e_y y's estimated damage (addition)
     return x
 
 PGD is the same loop with f = identity and lam_I = 0 (``method="pgd"``); the oracle is PGD through a known
@@ -370,14 +370,15 @@ def _alternate(*, G, D, y, cfg, pgd, valid, generator, callback, operator, weigh
             if callback is not None:
                 callback(cfg.T + j, x, fx, run.hist)
 
+    observed_weight = None
     if cfg.no_harm and not pgd and cobs == G.nc:  # do no harm (addition)
-        x = run.no_harm(x)
+        x, observed_weight = run.no_harm(x)
     if cfg.keep_observed and cobs == G.nc:  # keep-observed post-step (addition)
         x = keep_observed(x, run.fit.y, run.fit.fill, tv=cfg.keep_tv)
     return SolveOutput(x=x.detach(), fx=fx_range.detach(), z=run.z.detach(), obs_loss=l_obs.detach(),
                        surrogate=run.surrogate, history={k: torch.stack(v).cpu() for k, v in run.hist.items()},
                        lr_scale=run.lr_scale.clone(), init=run.init_names(), fill=run.fit.fill_fraction(),
-                       observed_weight=run.observed_weight)
+                       observed_weight=observed_weight)
 
 
 class _Run:
@@ -416,7 +417,6 @@ class _Run:
         self.hist = {k: [] for k in ("obs", "adv", "ident", "total")}
         if self.lam_group:
             self.hist["group"] = []  # the group term's excess distance (per group)
-        self.observed_weight = None  # (S, B) the observation's share of the output (``no_harm``)
         self.g_params = None  # per-group copies of G's weights once the adaptation starts (``start_adapting``)
 
     # --- the model: x = G(z), f(x), the losses ---
@@ -515,8 +515,8 @@ class _Run:
             self.z.clamp_(-1.0, 1.0)
 
     @torch.no_grad()
-    def no_harm(self, x: torch.Tensor) -> torch.Tensor:
-        """x + w (y - x), w = e_x^p / (e_x^p + e_y^p) (p = ``NO_HARM_POWER``), one w per group: the medians over the
+    def no_harm(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x + w (y - x), w (S, B)), w = e_x^p / (e_x^p + e_y^p) (p = ``NO_HARM_POWER``), one w per group: the medians over the
         group's valid images of e_y, the observation's estimated damage, and e_x, the recovery's estimated error.
         e_y = |f(x) - x|^2 (what the surrogate says the corruption changes) + sigma^2 (y's white noise,
         ``noise_sigma``) + u, u what f(x) leaves unexplained of y beyond that noise; e_x = ``cfg.no_harm`` (the error
@@ -535,8 +535,7 @@ class _Run:
 
         ratio = (group_median(e_y) / group_median(e_x)).nan_to_num(0.0)  # a group with no valid image keeps y
         w = (1.0 / (1.0 + ratio ** NO_HARM_POWER)).expand(S, B)  # = e_x^p / (e_x^p + e_y^p)
-        self.observed_weight = w
-        return x + w[..., None, None, None] * (y - x)
+        return x + w[..., None, None, None] * (y - x), w
 
     # --- the additions that change the state ---
     @torch.no_grad()

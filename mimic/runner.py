@@ -59,8 +59,7 @@ class FolderResult:
     preview: dict = field(default_factory=dict)  # stem -> {"observed", "mimicked", "recovered", "clean"} arrays
     face_threshold: float | None = None  # the out-of-prior threshold (None: no face score for this prior or method)
     out_of_prior: list = field(default_factory=list)  # (input, face score) of the report's flagged images
-    rank: int = 0  # under torchrun: this process's rank (0 holds the whole folder's figures) ...
-    world_size: int = 1  # ... of this many processes
+    rank: int = 0  # under torchrun: this process's rank (0 holds the whole folder's figures)
 
 
 def check_out_dir(inp: Path, out: Path) -> None:
@@ -251,7 +250,7 @@ def _recover_folder(world: World, inp, out, *, task, method, prior, batch_size, 
     pr = load_prior(prior if prior is not None else t.prior, device=dev, trust_unverified=trust_unverified)
     cfg, cfg_notices = fit_config(cfg, pr, method)
     _check_writable(out)
-    res = FolderResult(out=out, rank=world.rank, world_size=world.size, notices=cfg_notices + folder_notices(inp),
+    res = FolderResult(out=out, rank=world.rank, notices=cfg_notices + folder_notices(inp),
                        face_threshold=threshold_for(pr) if method == "mimic" else None)
     # one output per stem: a.png and a.jpg would overwrite each other's outputs
     seen, stems = {}, []
