@@ -14,10 +14,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["psnr", "ssim", "mse", "mean_ci95", "proportion_ci95", "format_ci", "SSIM_SETTINGS"]
+__all__ = ["psnr", "ssim", "mse", "mean_ci95", "proportion_ci95", "format_ci", "SSIM_SETTINGS", "SSIM_WINDOW"]
 
 #: scikit-image's structural_similarity settings that give Wang et al.'s SSIM
 SSIM_SETTINGS = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
+#: how a result row records that its SSIM used :data:`SSIM_SETTINGS` (rows without it used scikit-image's
+#: default 7x7 uniform window with sample covariances)
+SSIM_WINDOW = "gaussian1.5"
 
 
 def _to01(a) -> np.ndarray:

@@ -87,3 +87,16 @@ def test_restat_idempotent(tmp_path):
         r = restat.restat_file(p)
         assert not r.json_changed and not r.md_changed
     assert {f: f.read_bytes() for f in before} == before
+
+
+def test_tables_mark_ssim_measured_with_the_old_window():
+    from mimic.bench import blind, reconstruct
+    from mimic.metrics import SSIM_WINDOW
+
+    row = {"task": "t", "method": "pgd", "n": 2, "psnr_mean": 20.0, "psnr_ci95": 1.0, "ssim_mean": 0.5,
+           "ssim_ci95": 0.1, "corruption": "c", "mse_mean": 0.01}
+    for table in (blind.markdown_table, reconstruct.markdown_table):
+        old = table([row])
+        assert "†" in old and "7x7 uniform window" in old
+        new = table([{**row, "ssim_window": SSIM_WINDOW}])
+        assert "†" not in new

@@ -20,12 +20,13 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .report_utils import bench_setup, config_json, earlier_run, method_overrides, pyplot, save_figure
+from .report_utils import (bench_setup, config_json, earlier_run, method_overrides, old_ssim_mark, old_ssim_note,
+                           pyplot, save_figure)
 from ..api import recover
 from ..corruptions import get_corruption
 from ..engine import solve
 from ..io import labeled_grid, read_image, save_json, save_png, save_text, to_tensor, to_uint8
-from ..metrics import mean_ci95, psnr, ssim
+from ..metrics import SSIM_WINDOW, mean_ci95, psnr, ssim
 from ..runner import corrupt_folder
 from ..tasks import get_task
 
@@ -187,7 +188,7 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
             pm, pci = mean_ci95(p)
             sm, sci = mean_ci95(s)
             row = {"task": task, "method": m, "n": len(p), "psnr_mean": pm, "psnr_ci95": pci, "ssim_mean": sm,
-                   "ssim_ci95": sci, "seconds": secs,
+                   "ssim_ci95": sci, "ssim_window": SSIM_WINDOW, "seconds": secs,
                    "device": old_rows[(task, m)]["device"] if resumed else str(dev)}
             rows.append(row)
             per_image[task][m] = {"psnr": p.tolist(), "ssim": s.tolist()}
@@ -264,8 +265,8 @@ def markdown_table(rows: list[dict]) -> str:
         g = f"{r['gain_over_pgd_db']:+.2f} ± {r['gain_ci95']:.2f}" if "gain_over_pgd_db" in r else ""
         c = f"{100 * r['oracle_gap_closed']:.0f}%" if r.get("oracle_gap_closed") is not None else ""
         lines.append(f"| {r['task']} | {r['method']} | {r['n']} | {r['psnr_mean']:.2f} ± {r['psnr_ci95']:.2f} | "
-                     f"{r['ssim_mean']:.3f} ± {r['ssim_ci95']:.3f} | {g} | {c} |")
-    return "\n".join(lines) + "\n"
+                     f"{r['ssim_mean']:.3f} ± {r['ssim_ci95']:.3f}{old_ssim_mark(r)} | {g} | {c} |")
+    return "\n".join(lines) + "\n" + old_ssim_note(rows)
 
 
 def _tracer(trace: list, clean_u8: np.ndarray):

@@ -27,10 +27,10 @@ from .. import __version__
 from ..api import recover
 from ..corruptions import get_corruption
 from ..io import make_grid, read_image, save_json, save_png, save_text, to_tensor, to_uint8
-from ..metrics import mean_ci95, psnr, ssim
+from ..metrics import SSIM_WINDOW, mean_ci95, psnr, ssim
 from ..tasks import get_task
 from .blind import oracle_solve
-from .report_utils import bench_setup, earlier_run, method_overrides
+from .report_utils import bench_setup, earlier_run, method_overrides, old_ssim_mark, old_ssim_note
 
 __all__ = ["bench_reconstruct", "markdown_table", "CORRUPTIONS", "PAJOT_MSE", "dip", "tv_denoise", "biharmonic"]
 
@@ -237,6 +237,7 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
             row = {"task": cname, "corruption": cname, "method": m, "n": len(p)}
             for k, v in (("mse", mse_pm1), ("psnr", p), ("ssim", s)):
                 row[f"{k}_mean"], row[f"{k}_ci95"] = mean_ci95(v)
+            row["ssim_window"] = SSIM_WINDOW
             row["seconds"] = secs
             row["device"] = str(dev)
             if cname in PAJOT_MSE:
@@ -282,6 +283,6 @@ def markdown_table(rows: list[dict]) -> str:
     lines = ["| corruption | method | n | MSE [-1,1] | PSNR (dB) | SSIM | Pajot et al. MSE |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['corruption']} | {r['method']} | {r['n']} | {r['mse_mean']:.4f} | {r['psnr_mean']:.2f} ± {r['psnr_ci95']:.2f} | "
-                     f"{r['ssim_mean']:.3f} | {r.get('pajot_unsupervised_mse', '')} |")
-    return "\n".join(lines) + "\n"
+                     f"{r['ssim_mean']:.3f}{old_ssim_mark(r)} | {r.get('pajot_unsupervised_mse', '')} |")
+    return "\n".join(lines) + "\n" + old_ssim_note(rows)
 

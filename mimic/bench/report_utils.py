@@ -141,6 +141,19 @@ def config_json(task: str | None, overrides: dict) -> dict:
     return json.loads(json.dumps(asdict(get_task(task).config.replace(**overrides)), default=str))
 
 
+def old_ssim_mark(row: dict) -> str:
+    """``"†"`` for a row whose SSIM predates :data:`mimic.metrics.SSIM_SETTINGS` (it records no ``ssim_window``)."""
+    return "" if "ssim_window" in row else "†"
+
+
+def old_ssim_note(rows: list[dict]) -> str:
+    """The footnote for :func:`old_ssim_mark`'s rows, or ``""`` when the table has none."""
+    if not any(old_ssim_mark(r) for r in rows):
+        return ""
+    return ("\n† SSIM with scikit-image's default 7x7 uniform window and sample covariances (measured before the "
+            "Gaussian window of sigma 1.5 that the benches use now).\n")
+
+
 def pyplot():
     """matplotlib's pyplot on the Agg backend. matplotlib is the ``bench`` extra: when it is missing, an InputError
     (one line, naming the extra); the benches that draw figures call this before their run, not after it."""

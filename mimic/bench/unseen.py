@@ -29,7 +29,7 @@ from .. import __version__
 from ..api import recover
 from ..engine import MimicConfig, solve
 from ..io import read_image, save_json, save_png, save_text, to_tensor, to_uint8
-from ..metrics import mean_ci95, psnr, ssim
+from ..metrics import SSIM_WINDOW, mean_ci95, psnr, ssim
 from ..tasks import get_task
 from .report_utils import bench_setup, heldout_test_faces, method_overrides, validation_faces
 
@@ -326,7 +326,7 @@ def _row(kind, d, level, method, p, s, secs, dev, p_obs, base=None) -> dict:
     sm, sci = mean_ci95(s)
     r = {"kind": kind, "family": d.family, "half": d.half, "level": level, "strength": str(d.levels[level]),
          "method": method, "n": len(p), "psnr_mean": pm, "psnr_ci95": pci, "ssim_mean": sm, "ssim_ci95": sci,
-         "gain_over_observed_db": float(np.mean(p - p_obs)), "seconds": secs, "device": str(dev),
+         "ssim_window": SSIM_WINDOW, "gain_over_observed_db": float(np.mean(p - p_obs)), "seconds": secs, "device": str(dev),
          "per_image": [float(v) for v in p]}
     if base is not None and method not in ("pgd", "observed"):
         gm, gci = mean_ci95(np.asarray(p) - np.asarray(base))
