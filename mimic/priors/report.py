@@ -77,7 +77,7 @@ def heldout_images(prior, n: int, data=None, which: str = "test") -> tuple[np.nd
     if prior.channels == 1:  # Fashion-MNIST: the official test set
         root = fmnist_dir(data)
         x, _ = load_fmnist(root, "test")
-        return x[:n], f"first {n} images of the Fashion-MNIST test set ({root})"
+        return x[:n], f"first {n} images of the Fashion-MNIST test set (t10k)"
     if data:
         files = list_images(data_dir("celeba", data))[:n]
         if not files:
