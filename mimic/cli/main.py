@@ -14,6 +14,7 @@ import click
 
 from ..inputs import InputError
 from ..priors import PriorError
+from ..priors.losses import list_losses
 from ..surrogate import list_surrogates
 
 
@@ -50,6 +51,13 @@ def _count(ctx, param, value):
     lo = 1 if param.name == "restarts" else 0
     if value is not None and value < lo:
         raise click.BadParameter(f"must be >= {lo}, got {value}")
+    return value
+
+
+def _at_least_one(ctx, param, value):
+    """Counts that must be >= 1 (D steps per G step)."""
+    if value is not None and value < 1:
+        raise click.BadParameter(f"must be >= 1, got {value}")
     return value
 
 
@@ -310,16 +318,32 @@ def train():
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (resume later).")
 @click.option("--keep-epochs", is_flag=True, help="Also keep each epoch's checkpoint as OUT/checkpoint_epNNN.pt.")
+@click.option("--loss", type=click.Choice(list_losses()), default="dcgan", show_default=True,
+              help="GAN loss: non-saturating cross-entropy (DCGAN), least squares (LSGAN), Wasserstein critic with "
+                   "gradient penalty (WGAN-GP; D gets layer norm in place of batch norm) or hinge (SAGAN).")
+@click.option("--n-critic", type=int, default=1, show_default=True, callback=_at_least_one,
+              help="D steps per G step, each on a new batch (5 is the WGAN-GP paper's choice for --loss wgan-gp).")
+@click.option("--spectral-norm", is_flag=True, help="Spectral norm on every convolution and linear layer of D.")
+@click.option("--attention", is_flag=True, help="A SAGAN self-attention block at 32x32 in G and D (dcgan64 only).")
 @handle_errors
-def train_prior_cmd(data, arch, out, epochs, batch_size, device, seed, holdout, resume, max_steps, keep_epochs):
-    """Train a GAN prior (z ~ U(-1,1)) with checkpoints, sample grids and resume."""
+def train_prior_cmd(data, arch, out, epochs, batch_size, device, seed, holdout, resume, max_steps, keep_epochs,
+                    loss, n_critic, spectral_norm, attention):
+    """Train a GAN prior (z ~ U(-1,1)) with checkpoints, sample grids and resume.
+
+    The loss (--loss dcgan|lsgan|wgan-gp|hinge), D steps per G step (--n-critic N), spectral norm in D
+    (--spectral-norm) and self-attention (--attention) go into the checkpoint and the exported config.json; a
+    resumed run must keep them.
+    """
     from ..api import resolve_device
     from ..priors.train import TrainConfig, export_prior, train_prior
 
-    dev = resolve_device(device)
     cfg = TrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, seed=seed, holdout=holdout,
                       flip=arch == "dcgan64", crop_fraction=108 / 178 if arch == "dcgan64" else 1.0,
-                      keep_epochs=keep_epochs)
+                      keep_epochs=keep_epochs, loss=loss, n_critic=n_critic, spectral_norm=spectral_norm,
+                      attention=attention)
+    if attention and arch != "dcgan64":  # before any data is read
+        raise click.BadParameter(f"only built for --arch dcgan64 (at 32x32), not {arch}", param_hint="'--attention'")
+    dev = resolve_device(device)
     s = train_prior(data, out, cfg, device=str(dev), resume=resume, max_steps=max_steps)
     if "stopped_at_step" in s:
         click.echo(f"stopped at step {s['stopped_at_step']}; resume with --resume")

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..groupstats import GroupStats
-from .models import ARCHS, FMNISTClassifier
+from .models import ARCHS, FMNISTClassifier, build_gan
 
 __all__ = ["Prior", "get_prior", "load_prior", "list_priors", "pretrained_dir", "sha256_file", "PriorError", "load_classifier"]
 
@@ -119,6 +119,10 @@ def _resolve(name_or_path) -> tuple[str, Path]:
     raise PriorError(f"unknown prior {name_or_path!r} (not a folder either); valid: {valid}")
 
 
+#: config.json keys that say how to build the networks (``mimic.priors.models.build_gan``'s settings)
+_NETWORK_KEYS = ("nz", "ngf", "ndf", "d_norm", "spectral_norm", "attention")
+
+
 def load_prior(name_or_path="celeba64", *, device="cpu", trust_unverified: bool = False) -> Prior:
     """Load a GAN prior by shipped name (``list_priors()``) or folder path; a ``Prior`` is returned as is.
 
@@ -127,6 +131,9 @@ def load_prior(name_or_path="celeba64", *, device="cpu", trust_unverified: bool 
     check it against (no ``card.json``, or a card that lists none for it) unless ``trust_unverified``
     (a generator altered in place would otherwise be used silently). ``mimic train prior`` and
     ``export_prior`` write the card's sha256 of the weights they export.
+
+    The networks are built as ``config.json`` says (``arch``, and ``nz``, ``ngf``, ``ndf``, ``d_norm``,
+    ``spectral_norm``, ``attention`` as ``export_prior`` writes them; the DCGAN's settings where absent).
     """
     if isinstance(name_or_path, Prior):
         return name_or_path.to(device)
@@ -149,8 +156,11 @@ def load_prior(name_or_path="celeba64", *, device="cpu", trust_unverified: bool 
         stats = GroupStats.load(folder / "group_stats.json") if has_stats else None
     except ValueError as e:
         raise PriorError(str(e)) from None
-    Gcls, Dcls, nc, res = ARCHS[arch]
-    G, D = Gcls(nz=cfg.get("nz", 100)), Dcls()
+    _, _, nc, res = ARCHS[arch]
+    try:  # the settings the networks were trained with (config.json of export_prior; the DCGAN's when absent)
+        G, D = build_gan(arch, **{k: cfg[k] for k in _NETWORK_KEYS if k in cfg})
+    except (TypeError, ValueError) as e:
+        raise PriorError(f"{cfg_path}: {e}") from None
     try:
         G.load_state_dict(load_file(str(folder / "generator.safetensors")))
         D.load_state_dict(load_file(str(folder / "discriminator.safetensors")))

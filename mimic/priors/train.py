@@ -1,9 +1,27 @@
 """Training of GAN priors and of the Fashion-MNIST classifier.
 
-``train_prior`` trains a DCGAN with z ~ U(-1, 1) (the same box the recovery
+``train_prior`` trains a GAN with z ~ U(-1, 1) (the same box the recovery
 projects onto), keeps a held-out split it never trains on, saves a sample grid
 every epoch, checkpoints atomically every ``ckpt_every`` steps and resumes
 bit-exactly (same weights as an uninterrupted run) with ``resume=True``.
+
+Training options (``TrainConfig``; ``mimic train prior`` flags in brackets):
+
+- ``loss`` (``--loss``): ``"dcgan"`` (the default: non-saturating cross-entropy), ``"lsgan"`` (least squares, Mao et
+  al. 2017), ``"wgan-gp"`` (Wasserstein critic with a gradient penalty of weight 10, Gulrajani et al. 2017) or
+  ``"hinge"`` (Miyato et al. 2018, SAGAN); see :mod:`mimic.priors.losses`. With ``"wgan-gp"`` D is built with
+  layer norm in place of batch norm (the penalty is per image; batch norm mixes the images of a batch).
+- ``n_critic`` (``--n-critic``): D steps per G step (default 1; 5 is Gulrajani et al.'s choice for ``"wgan-gp"``,
+  who also use Adam lr 1e-4, betas (0, 0.9)). Every step takes a new batch and updates D; G and its moving average
+  are updated on every ``n_critic``-th step.
+- ``spectral_norm`` (``--spectral-norm``): spectral norm on every convolution and linear layer of D.
+- ``attention`` (``--attention``): a SAGAN self-attention block at 32x32 in G and in D (dcgan64 only; refused for
+  fmnist28 with a one-line error).
+- ``ngf``, ``ndf``: widths of G and D (dcgan64 only; small ones make quick test models).
+
+A checkpoint and the exported prior's ``config.json`` record these settings, so that ``load_prior`` rebuilds the
+same networks; resuming with a different one is refused. A checkpoint made before an option existed resumes as
+made with its default.
 """
 from __future__ import annotations
 
@@ -24,9 +42,11 @@ import torch.nn.functional as F
 
 from ..data import list_images, load_fmnist, load_image_folder, split_files
 from ..io import atomic_write_bytes, make_grid, save_json, save_png, to_tensor, to_uint8
-from .models import ARCHS, FMNISTClassifier, init_dcgan_weights
+from .losses import GP_WEIGHT, d_loss, g_loss, gradient_penalty, list_losses
+from .models import ARCHS, FMNISTClassifier, build_gan, init_dcgan_weights
 
-__all__ = ["TrainConfig", "train_prior", "load_training_data", "train_classifier", "export_prior"]
+__all__ = ["TrainConfig", "train_prior", "check_config", "network_options", "load_training_data", "train_classifier",
+           "export_prior"]
 
 
 @dataclass
@@ -45,10 +65,46 @@ class TrainConfig:
     keep_epochs: bool = False  # also keep a copy of each epoch's checkpoint (checkpoint_epNNN.pt) to choose
     #   the epoch to ship by validation (python -m tools.eval_checkpoints); 90 MB each for dcgan64
     crop_fraction: float = 108 / 178  # CelebA crop convention (1.0 = plain centre square)
+    loss: str = "dcgan"  # GAN loss (mimic.priors.losses.list_losses()): "dcgan", "lsgan", "wgan-gp" or "hinge";
+    #   "wgan-gp" builds D with layer norm in place of batch norm
+    n_critic: int = 1  # D steps per G step (each on a new batch); 5 is the WGAN-GP paper's choice for "wgan-gp"
+    spectral_norm: bool = False  # spectral norm on every convolution and linear layer of D
+    attention: bool = False  # SAGAN self-attention block at 32x32 in G and D (dcgan64 only)
+    ngf: int = 64  # G's width (dcgan64 only; fmnist28 has fixed widths and takes only 64)
+    ndf: int = 64  # D's width (dcgan64 only, as ngf)
 
 
 #: settings a resumed run may change (they do not alter what is trained)
 _RESUMABLE_CHANGES = {"epochs", "keep_epochs"}
+
+#: settings that checkpoints made before they existed do not record, and the value such a run was trained with
+_ADDED_SETTINGS = {"loss": "dcgan", "n_critic": 1, "spectral_norm": False, "attention": False, "ngf": 64, "ndf": 64}
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Raise a one-line ValueError naming the first ``TrainConfig`` setting that cannot be trained."""
+    if cfg.arch not in ARCHS:
+        raise ValueError(f"unknown arch {cfg.arch!r}; valid: {', '.join(ARCHS)}")
+    if cfg.loss not in list_losses():
+        raise ValueError(f"unknown loss {cfg.loss!r}; valid: {', '.join(list_losses())}")
+    if not isinstance(cfg.n_critic, int) or isinstance(cfg.n_critic, bool) or cfg.n_critic < 1:
+        raise ValueError(f"n_critic must be an integer >= 1, got {cfg.n_critic!r}")
+    if cfg.attention and cfg.arch != "dcgan64":
+        raise ValueError(f"attention is only built for arch 'dcgan64' (at 32x32), not {cfg.arch!r}")
+    for k in ("ngf", "ndf"):
+        v = getattr(cfg, k)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{k} must be an integer >= 1, got {v!r}")
+        if cfg.arch != "dcgan64" and v != 64:
+            raise ValueError(f"{k} is only built for arch 'dcgan64' (must be 64 for {cfg.arch!r}), got {v}")
+
+
+def network_options(cfg: dict) -> dict:
+    """The settings of :func:`~mimic.priors.models.build_gan` a run with train config ``cfg`` (a dict, as
+    checkpoints store it; older ones lack the later settings) builds its networks with."""
+    c = {**_ADDED_SETTINGS, **cfg}
+    return {"nz": c["nz"], "ngf": c["ngf"], "ndf": c["ndf"], "d_norm": "layer" if c["loss"] == "wgan-gp" else "batch",
+            "spectral_norm": c["spectral_norm"], "attention": c["attention"]}
 
 
 def load_training_data(data: str | os.PathLike, arch: str, *, holdout: int, crop_fraction: float):
@@ -100,12 +156,10 @@ def train_prior(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfi
     train_images : ndarray, optional
         uint8 (N, H, W, C) images to train on instead of reading ``data``.
     """
+    check_config(cfg)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
-    if cfg.arch not in ARCHS:
-        raise ValueError(f"unknown arch {cfg.arch!r}; valid: {', '.join(ARCHS)}")
-    Gcls, Dcls, nc, res = ARCHS[cfg.arch]
     if train_images is None:
         x_u8, split_desc = load_training_data(data, cfg.arch, holdout=cfg.holdout, crop_fraction=cfg.crop_fraction)
     else:
@@ -117,7 +171,7 @@ def train_prior(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfi
         raise ValueError(f"{n} training images is fewer than one batch of {cfg.batch_size}")
 
     torch.manual_seed(cfg.seed)
-    G, D = Gcls(nz=cfg.nz), Dcls()
+    G, D = build_gan(cfg.arch, **network_options(asdict(cfg)))
     init_dcgan_weights(G)
     init_dcgan_weights(D)
     G.to(device=device, memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
@@ -135,9 +189,10 @@ def train_prior(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfi
     elapsed = 0.0
     if resume and ckpt_path.exists():
         st = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if st["config"] != asdict(cfg):
-            diff = {k: (st["config"].get(k), v) for k, v in asdict(cfg).items()
-                    if st["config"].get(k) != v and k not in _RESUMABLE_CHANGES}
+        saved = {**_ADDED_SETTINGS, **st["config"]}
+        if saved != asdict(cfg):
+            diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items()
+                    if saved.get(k) != v and k not in _RESUMABLE_CHANGES}
             if diff:
                 raise ValueError(f"{ckpt_path}: checkpoint was made with other settings {diff}")
         G.load_state_dict(st["G"]), D.load_state_dict(st["D"]), G_ema.load_state_dict(st["G_ema"])
@@ -167,9 +222,8 @@ def train_prior(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfi
     steps_this_call = 0
     t_start = time.perf_counter()
     sum_d = sum_g = 0.0
-    cnt = 0
-    ones = torch.ones(cfg.batch_size, device=device)
-    zeros = torch.zeros(cfg.batch_size, device=device)
+    cnt = cnt_g = 0
+    gp_weight = GP_WEIGHT.get(cfg.loss, 0.0)
     with prog:
         task = prog.add_task("train", total=steps_per_epoch, epoch=epoch + 1, epochs=cfg.epochs, info="")
         while epoch < cfg.epochs:
@@ -190,25 +244,29 @@ def train_prior(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfi
                     flip = torch.rand(cfg.batch_size, generator=gen) < 0.5
                     real = torch.where(flip[:, None, None, None], real.flip(-1), real)
                 real, z = real.to(device).contiguous(memory_format=torch.channels_last), z.to(device)
-                # discriminator step
-                fake = G(z)
-                lossD = F.binary_cross_entropy_with_logits(D(real), ones) + \
-                    F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
+                g_step = (global_step + 1) % cfg.n_critic == 0  # G learns after every n_critic-th D step
+                # discriminator (critic) step; D sees the real batch first, then the fake one (batch norm's order)
+                with torch.set_grad_enabled(g_step):
+                    fake = G(z)
+                lossD = d_loss(cfg.loss, D(real), D(fake.detach()))
+                if gp_weight:
+                    lossD = lossD + gp_weight * gradient_penalty(D, real, fake.detach(), generator=gen)
                 optD.zero_grad(set_to_none=True)
                 lossD.backward()
                 optD.step()
-                # generator step (non-saturating)
-                lossG = F.binary_cross_entropy_with_logits(D(fake), ones)
-                optG.zero_grad(set_to_none=True)
-                lossG.backward()
-                optG.step()
-                with torch.no_grad():
-                    for pe, p in zip(G_ema.parameters(), G.parameters()):
-                        pe.lerp_(p, 1.0 - cfg.ema)
-                    for be, b in zip(G_ema.buffers(), G.buffers()):
-                        be.copy_(b)
+                if g_step:  # generator step, on the same z
+                    lossG = g_loss(cfg.loss, D(fake))
+                    optG.zero_grad(set_to_none=True)
+                    lossG.backward()
+                    optG.step()
+                    with torch.no_grad():
+                        for pe, p in zip(G_ema.parameters(), G.parameters()):
+                            pe.lerp_(p, 1.0 - cfg.ema)
+                        for be, b in zip(G_ema.buffers(), G.buffers()):
+                            be.copy_(b)
+                    sum_g += float(lossG.detach())
+                    cnt_g += 1
                 sum_d += float(lossD.detach())
-                sum_g += float(lossG.detach())
                 cnt += 1
                 step_in_epoch += 1
                 global_step += 1
@@ -216,17 +274,17 @@ def train_prior(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfi
                 if global_step % 20 == 0:
                     ips = cnt * cfg.batch_size / max(time.perf_counter() - t_epoch, 1e-9)
                     prog.update(task, completed=step_in_epoch,
-                                info=f"D {sum_d / cnt:.3f}  G {sum_g / cnt:.3f}  {ips:.0f} img/s")
+                                info=f"D {sum_d / cnt:.3f}  G {sum_g / max(cnt_g, 1):.3f}  {ips:.0f} img/s")
                 if global_step % cfg.ckpt_every == 0:
                     elapsed += time.perf_counter() - t_start
                     t_start = time.perf_counter()
                     checkpoint()
             # end of epoch
             ep_time = time.perf_counter() - t_epoch
-            history.append({"epoch": epoch + 1, "lossD": sum_d / max(cnt, 1), "lossG": sum_g / max(cnt, 1),
+            history.append({"epoch": epoch + 1, "lossD": sum_d / max(cnt, 1), "lossG": sum_g / max(cnt_g, 1),
                             "steps": global_step, "epoch_seconds": ep_time})
             sum_d = sum_g = 0.0
-            cnt = 0
+            cnt = cnt_g = 0
             with torch.no_grad():
                 G.eval()
                 save_png(out / "samples" / f"epoch_{epoch + 1:03d}.png",
@@ -259,7 +317,10 @@ def _hardware(device: str) -> str:
 
 def export_prior(ckpt: str | os.PathLike, out: str | os.PathLike, *, use_ema: bool = True) -> dict:
     """Write ``generator.safetensors``, ``discriminator.safetensors`` and ``config.json`` from a checkpoint, and the
-    sha256 of both weight files into ``card.json`` (kept or created; ``load_prior`` checks the weights against it)."""
+    sha256 of both weight files into ``card.json`` (kept or created; ``load_prior`` checks the weights against it).
+
+    ``config.json`` records the settings the networks were built with (``nz``, ``ngf``, ``ndf``, ``d_norm``,
+    ``spectral_norm``, ``attention``; what ``load_prior`` rebuilds them from) and the training ``loss``."""
     from safetensors.torch import save_file
 
     st = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -273,7 +334,8 @@ def export_prior(ckpt: str | os.PathLike, out: str | os.PathLike, *, use_ema: bo
         save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp))
         os.replace(tmp, out / f"{name}.safetensors")
     cfg = st["config"]
-    conf = {"arch": cfg["arch"], "nz": cfg["nz"], "generator_weights": "ema" if use_ema else "raw",
+    conf = {"arch": cfg["arch"], **network_options(cfg), "loss": cfg.get("loss", _ADDED_SETTINGS["loss"]),
+            "generator_weights": "ema" if use_ema else "raw",
             "epochs": st["epoch"], "steps": st["global_step"], "seed": cfg["seed"], "train_config": cfg,
             "train_seconds": st["elapsed"]}
     save_json(out / "config.json", conf)
@@ -294,8 +356,7 @@ def recalibrate_bn(state_dict: dict, cfg: dict, *, batches: int = 100, batch_siz
     from the raw generator do not fit them; re-estimate them (cumulative average over
     ``batches`` batches of z ~ U(-1, 1)).
     """
-    Gcls = ARCHS[cfg["arch"]][0]
-    G = Gcls(nz=cfg["nz"])
+    G, _ = build_gan(cfg["arch"], **network_options(cfg))
     G.load_state_dict(state_dict)
     for m in G.modules():
         if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
