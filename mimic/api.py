@@ -103,7 +103,7 @@ class GroupResult:
 
 def recover_groups(images: list, names: list, groups: list[list[int]], *, cfg: MimicConfig, prior: Prior,
                    method: str, device: torch.device, seed: int, groups_per_call: int | None = None,
-                   callback=None):
+                   callback=None, reconstructor=None):
     """Recover ``groups`` of prepared observations; yields a :class:`GroupResult` per group, in order.
 
     Parameters
@@ -115,9 +115,17 @@ def recover_groups(images: list, names: list, groups: list[list[int]], *, cfg: M
         Indices into ``images`` (``make_groups``).
     groups_per_call : int, optional
         Groups solved together (default: all on CUDA, 1 on a CPU, where two groups in one call take 1.9x one).
+    reconstructor : mimic.reconstructor.Reconstructor, optional
+        With ``method="reconstructor"``: each group is recovered by the trained network's forward pass (no prior, no
+        surrogate); ``mimicked`` is one fresh draw of the corruption it was trained for, applied to the recovery.
     """
+    if method == "reconstructor":
+        if reconstructor is None:
+            raise InputError("method 'reconstructor' needs a reconstructor (--reconstructor NAME_OR_PATH)")
+        yield from _reconstruct_groups(images, names, groups, reconstructor, seed)
+        return
     if method not in ("mimic", "pgd"):
-        raise InputError(f"unknown method {method!r}; valid: mimic, pgd")
+        raise InputError(f"unknown method {method!r}; valid: mimic, pgd, reconstructor")
     R, C = prior.resolution, prior.channels
     gpc = groups_per_call or (len(groups) if device.type == "cuda" else 1)
     # calls: runs of at most gpc consecutive groups with the same channel count
@@ -154,6 +162,26 @@ def recover_groups(images: list, names: list, groups: list[list[int]], *, cfg: M
                            "state_dict": out.surrogate.group_state(s)},
                 history={kk: v[:, s].tolist() for kk, v in out.history.items()}, retried=s in out.retried,
                 observed_weight=None if ow is None else ow[s, :k].astype(float))
+
+
+def _reconstruct_groups(images, names, groups, reconstructor, seed):
+    """recover_groups with a trained reconstructor: one forward pass per group."""
+    c_in = reconstructor.config["c_in"]
+    corr = reconstructor.corruption
+    for g in groups:
+        for i in g:
+            if images[i].shape[-1] != c_in:
+                raise InputError(f"{names[i]}: {images[i].shape[-1]}-channel observation; reconstructor "
+                                 f"{reconstructor.name!r} takes {c_in}-channel observations")
+        y = to_tensor(np.stack([images[i] for i in g]))  # (n, C_obs, R, R) in [-1, 1]
+        x = reconstructor(y)  # (n, C, R, R)
+        gen = torch.Generator().manual_seed(group_seed(seed, [names[i] for i in g]))
+        fx = corr(x, generator=gen)  # what one draw of the corruption does to the recovery
+        yield GroupResult(index=list(g), images=to_uint8(x), mimicked=to_uint8(fx), tensor=x.clone(),
+                          z=torch.zeros(len(g), 0), obs_loss=((fx - y) ** 2).mean(dim=(1, 2, 3)).numpy().astype(float),
+                          fill=np.zeros(len(g)), surrogate={"kind": "reconstructor", "name": reconstructor.name,
+                                                            "corruption": reconstructor.config["corruption"]},
+                          history={}, retried=False)
 
 
 @dataclass(repr=False)
@@ -284,7 +312,8 @@ def _stem(name: str, i: int) -> str:
 def recover(images, *, task: str | Task | MimicConfig | None = None, method: str = "mimic",
             prior: str | Prior | None = None, batch_size: int = 25, device: str = "auto", seed: int = 0,
             strict_size: bool = False, groups_per_call: int | None = None, progress: bool = False,
-            names: list | None = None, on_error: str = "raise", callback=None, **overrides) -> Recovery:
+            names: list | None = None, on_error: str = "raise", callback=None, reconstructor=None,
+            trust_unverified: bool = False, **overrides) -> Recovery:
     """Recover clean images from corrupted observations with no knowledge of the corruption.
 
     Parameters
@@ -306,6 +335,12 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
         One per image (default: the paths, or ``image[i]``).
     on_error : {"raise", "skip"}
         An unreadable path raises (default) or is skipped and listed in ``Recovery.skipped``.
+    reconstructor : str | path | Reconstructor, optional
+        A trained reconstructor (``mimic train reconstructor``; ``mimic.reconstructor``): every image is recovered
+        by its forward pass instead of a test-time optimisation (``method`` becomes ``"reconstructor"``). It is not
+        blind: it was trained for one corruption.
+    trust_unverified : bool
+        Load a prior or reconstructor whose card lists no sha256 for its weights.
     **overrides
         ``MimicConfig`` fields (e.g. ``T=5``, ``warm_steps=100``).
     """
@@ -317,7 +352,12 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
     dev = resolve_device(device)
     t = get_task(task)
     cfg = t.config.replace(**overrides) if overrides else t.config
-    pr = load_prior(prior if prior is not None else t.prior, device=dev)
+    pr = load_prior(prior if prior is not None else t.prior, device=dev, trust_unverified=trust_unverified)
+    if reconstructor is not None:
+        from .reconstructor import load_reconstructor
+
+        reconstructor = load_reconstructor(reconstructor, device=dev, trust_unverified=trust_unverified)
+        method = "reconstructor"
     cfg, cfg_notices = fit_config(cfg, pr, method)
     prep = prepare(images, resolution=pr.resolution, strict_size=strict_size, names=names)
     prep.notices[:0] = cfg_notices
@@ -327,18 +367,20 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
     if not prep.images:
         raise InputError("no readable images to recover")
     return _recover_prepared(prep, t, cfg, pr, method=method, batch_size=batch_size, device=dev, seed=int(seed),
-                             groups_per_call=groups_per_call, progress=progress, callback=callback, t0=t0)
+                             groups_per_call=groups_per_call, progress=progress, callback=callback, t0=t0,
+                             reconstructor=reconstructor)
 
 
 def _recover_prepared(prep: Prepared, t: Task, cfg: MimicConfig, pr: Prior, *, method, batch_size, device, seed,
-                      groups_per_call, progress, callback, t0) -> Recovery:
+                      groups_per_call, progress, callback, t0, reconstructor=None) -> Recovery:
     for im, nm in zip(prep.images, prep.names):
         if im.shape[-1] not in (1, pr.channels):
             raise InputError(f"{nm}: {im.shape[-1]}-channel observation cannot be explained by the "
                              f"{pr.channels}-channel prior {pr.name!r}")
     groups = make_groups([im.shape[-1] for im in prep.images], batch_size)
     n = len(prep.images)
-    x_all, z_all = torch.empty(n, pr.channels, pr.resolution, pr.resolution), torch.empty(n, pr.nz)
+    nz = 0 if method == "reconstructor" else pr.nz  # a reconstructor has no latent code
+    x_all, z_all = torch.empty(n, pr.channels, pr.resolution, pr.resolution), torch.empty(n, nz)
     loss_all, fill_all, gid = np.empty(n), np.zeros(n), np.empty(n, dtype=np.int64)
     weight_all = None  # do no harm's observed weights, where it ran
     mimicked: list = [None] * n
@@ -346,7 +388,7 @@ def _recover_prepared(prep: Prepared, t: Task, cfg: MimicConfig, pr: Prior, *, m
     with _progress(progress, method, n) as advance:
         for gi, r in enumerate(recover_groups(prep.images, prep.names, groups, cfg=cfg, prior=pr, method=method,
                                               device=device, seed=seed, groups_per_call=groups_per_call,
-                                              callback=callback)):
+                                              callback=callback, reconstructor=reconstructor)):
             g = r.index
             x_all[g], z_all[g], loss_all[g], fill_all[g], gid[g] = r.tensor, r.z, r.obs_loss, r.fill, gi
             if r.observed_weight is not None:

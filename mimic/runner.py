@@ -182,10 +182,13 @@ def _peek_channels(p: Path) -> int:
         return 1 if im.mode in ("L", "1", "F") or im.mode.startswith("I") else 3
 
 
-def _settings(t, method, pr, cfg, batch_size, seed, inp) -> dict:
+def _settings(t, method, pr, cfg, batch_size, seed, inp, rc=None) -> dict:
     """What determines the outputs: a resumed run must have the same."""
-    return {"task": t.name, "method": method, "prior": pr.name, "prior_sha256": pr.sha256, "schedule": asdict(cfg),
-            "batch_size": batch_size, "seed": seed, "input": str(Path(inp).resolve())}
+    out = {"task": t.name, "method": method, "prior": pr.name, "prior_sha256": pr.sha256, "schedule": asdict(cfg),
+           "batch_size": batch_size, "seed": seed, "input": str(Path(inp).resolve())}
+    if rc is not None:  # a trained reconstructor: the network, not the prior and the schedule, makes the outputs
+        out["reconstructor"] = {"name": rc.name, "path": rc.path, "sha256": rc.sha256}
+    return out
 
 
 def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
@@ -219,9 +222,12 @@ def _load_clean(clean_files: dict, stem: str, resolution: int):
 def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, batch_size: int = 25,
                    device: str = "auto", seed: int = 0, clean=None, strict_size: bool = False,
                    overwrite: bool = False, progress: bool = True, groups_per_call: int | None = None,
-                   trust_unverified: bool = False, **overrides) -> FolderResult:
+                   trust_unverified: bool = False, reconstructor=None, **overrides) -> FolderResult:
     """Recover every image of ``inp`` into ``out`` (layout: recovered/, mimicked/ (not for PGD), journal.jsonl,
     settings.json, report.json, grid.png).
+
+    ``reconstructor``: a trained reconstructor (name, folder or ``Reconstructor``) recovers every image in one
+    forward pass instead (``method`` becomes ``"reconstructor"``; ``mimic.reconstructor``).
 
     Under torchrun (``mimic.distributed``) every process recovers its share of the groups; rank 0 returns the whole
     folder's result (counts summed over the ranks, report.json written), the other ranks their own counts."""
@@ -229,11 +235,12 @@ def recover_folder(inp, out, *, task=None, method: str = "mimic", prior=None, ba
         return _recover_folder(world, inp, out, task=task, method=method, prior=prior, batch_size=batch_size,
                                device=device, seed=seed, clean=clean, strict_size=strict_size, overwrite=overwrite,
                                progress=progress, groups_per_call=groups_per_call,
-                               trust_unverified=trust_unverified, **overrides)
+                               trust_unverified=trust_unverified, reconstructor=reconstructor, **overrides)
 
 
 def _recover_folder(world: World, inp, out, *, task, method, prior, batch_size, device, seed, clean, strict_size,
-                    overwrite, progress, groups_per_call, trust_unverified, **overrides) -> FolderResult:
+                    overwrite, progress, groups_per_call, trust_unverified, reconstructor=None,
+                    **overrides) -> FolderResult:
     inp, out = Path(inp), Path(out)
     if batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
@@ -248,6 +255,11 @@ def _recover_folder(world: World, inp, out, *, task, method, prior, batch_size, 
     t = get_task(task)
     cfg = t.config.replace(**overrides) if overrides else t.config
     pr = load_prior(prior if prior is not None else t.prior, device=dev, trust_unverified=trust_unverified)
+    if reconstructor is not None:
+        from .reconstructor import load_reconstructor
+
+        reconstructor = load_reconstructor(reconstructor, device=dev, trust_unverified=trust_unverified)
+        method = "reconstructor"
     cfg, cfg_notices = fit_config(cfg, pr, method)
     _check_writable(out)
     res = FolderResult(out=out, rank=world.rank, notices=cfg_notices + folder_notices(inp),
@@ -272,7 +284,7 @@ def _recover_folder(world: World, inp, out, *, task, method, prior, batch_size, 
             continue
         seen[s] = (p, chans)
         stems.append(s)
-    settings = _settings(t, method, pr, cfg, batch_size, seed, inp)
+    settings = _settings(t, method, pr, cfg, batch_size, seed, inp, reconstructor)
     n_scan_skipped = len(res.skipped)  # found by every rank alike; later ones only by the rank that read the file
     t_start = time.perf_counter()
     with ExitStack() as stack:
@@ -317,7 +329,7 @@ def _recover_folder(world: World, inp, out, *, task, method, prior, batch_size, 
                         raise InputError(f"{nm}: {im.shape[-1]}-channel observation cannot be explained by the "
                                          f"{pr.channels}-channel prior {pr.name!r}")
                 (r,) = recover_groups(prep.images, ok, [list(range(len(ok)))], cfg=cfg, prior=pr, method=method,
-                                      device=dev, seed=seed, groups_per_call=1)
+                                      device=dev, seed=seed, groups_per_call=1, reconstructor=reconstructor)
                 records = []
                 scores = face_score(prep.images, r.mimicked) if res.face_threshold is not None else None
                 for j, s in enumerate(ok):

@@ -10,8 +10,11 @@ the oracle (PGD with the corruption known: L_obs on the pixels it keeps, or thro
 convolve_noise), the ``*_adapt`` variants of MimicGAN, PGD with fill detection and the oracle (generator adaptation
 and do-no-harm, ``mimic.tasks.ADAPT``), total-variation denoising (Chambolle, scikit-image; the noise task), biharmonic inpainting
 (scikit-image; given the mask), Deep Image Prior (an untrained conv net fitted to the one
-observation; masked loss when the mask is known). MSE on [-1, 1] (as Pajot et al.'s Table 1)
-and PSNR on [0, 1].
+observation; masked loss when the mask is known), and the trained reconstructors of ``mimic.reconstructor``:
+``uair`` (Pajot et al.'s unsupervised reconstruction, trained from observations only) and ``uair_paired`` (the same
+network trained on pairs: a supervised reference), read from ``--reconstructors DIR`` (``DIR/<corruption>`` and
+``DIR/<corruption>-paired``, run folders of ``mimic train reconstructor``; a missing one is skipped with a line),
+with their images per second. MSE on [-1, 1] (as Pajot et al.'s Table 1) and PSNR on [0, 1].
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ __all__ = ["bench_reconstruct", "markdown_table", "CORRUPTIONS", "PAJOT_MSE", "d
 
 # every method, in the order of the table and the figures
 METHODS = ("mimic", "mimic_adapt", "mimic_keep", "pgd", "pgd_fill", "pgd_adapt", "pgd_keep", "oracle", "oracle_adapt",
-           "tv", "biharmonic", "dip")
+           "tv", "biharmonic", "dip", "uair", "uair_paired")
 # name -> (registered corruption, settings)
 CORRUPTIONS = {
     "remove_pixel_0.9": ("remove_pixel", {"p": 0.9}),
@@ -141,10 +144,29 @@ def dip(y: torch.Tensor, keep: torch.Tensor | None, *, steps: int = 1500, lr: fl
     return torch.cat(outs)
 
 
+def _trained_reconstructor(folder, cname, method, reg, corr, dev, trust_unverified):
+    """The reconstructor trained for corruption ``cname`` (``folder/cname``, ``folder/cname-paired``), or None;
+    one trained for other corruption settings is refused."""
+    from ..inputs import InputError
+    from ..reconstructor import load_reconstructor
+
+    if folder is None:
+        return None
+    path = Path(folder) / (cname + ("-paired" if method == "uair_paired" else ""))
+    if not path.is_dir():
+        return None
+    rc = load_reconstructor(path, device=dev, trust_unverified=trust_unverified)
+    want = (reg, corr.params(), "paired" if method == "uair_paired" else "unsupervised")
+    got = (rc.config["corruption"], rc.config.get("corruption_params", {}), rc.config["variant"])
+    if got != want:
+        raise InputError(f"{path}: trained for {got}, not {want}")
+    return rc
+
+
 def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), n: int = 200, device="auto",
                       seed: int = 0, methods=METHODS, data=None, quick: bool = False, dip_steps: int = 1500,
                       dip_n: int | None = None, overrides: dict | None = None, log=print,
-                      trust_unverified: bool = False) -> dict:
+                      trust_unverified: bool = False, reconstructors=None) -> dict:
     """Run the benchmark; writes ``OUT/reconstruct.json`` and ``OUT/reconstruct.md``.
 
     A run into a folder that already holds ``reconstruct.json`` from the same settings (faces, seed, prior,
@@ -220,6 +242,13 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
             elif m in ("oracle", "oracle_adapt"):  # the corruption known: its mask, or through it (convolve_noise)
                 cfg = get_task(None).config.replace(**method_overrides(m, overrides)[1])
                 rec = oracle_solve(pr, corr, cfg, y_u8, dev, 25, seed, masks=keep)
+            elif m in ("uair", "uair_paired"):  # a trained network, one forward pass
+                rc = _trained_reconstructor(reconstructors, cname, m, reg, corr, dev, trust_unverified)
+                if rc is None:
+                    log(f"{cname:26s} {m:12s} skipped: no trained reconstructor in {reconstructors}")
+                    continue
+                t0 = time.perf_counter()
+                rec = rc.recover_uint8(y_u8)
             elif m == "tv":
                 rec = tv_denoise(y_u8)
             elif m == "biharmonic":
@@ -240,6 +269,10 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
             row["ssim_window"] = SSIM_WINDOW
             row["seconds"] = secs
             row["device"] = str(dev)
+            if m.startswith("uair"):  # what the network cost to train, and which one it is
+                tr = rc.card.get("training", {})
+                row["reconstructor"] = {"path": rc.path, "sha256": rc.sha256, "epochs": tr.get("epochs"),
+                                        "train_seconds": tr.get("train_seconds"), "hardware": tr.get("hardware")}
             if cname in PAJOT_MSE:
                 row["pajot_unsupervised_mse"] = PAJOT_MSE[cname]
             rows.append(row)
@@ -280,9 +313,11 @@ def _figure_rows(out: Path, fig: dict | None, pad: int = 2) -> dict:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| corruption | method | n | MSE [-1,1] | PSNR (dB) | SSIM | Pajot et al. MSE |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| corruption | method | n | MSE [-1,1] | PSNR (dB) | SSIM | images / s | Pajot et al. MSE |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
+        ips = f"{r['n'] / r['seconds']:.3g}" if r.get("seconds") else ""
         lines.append(f"| {r['corruption']} | {r['method']} | {r['n']} | {r['mse_mean']:.4f} | {r['psnr_mean']:.2f} ± {r['psnr_ci95']:.2f} | "
-                     f"{r['ssim_mean']:.3f}{old_ssim_mark(r)} | {r.get('pajot_unsupervised_mse', '')} |")
+                     f"{r['ssim_mean']:.3f}{old_ssim_mark(r)} | {ips} | {r.get('pajot_unsupervised_mse', '')} |")
     return "\n".join(lines) + "\n" + old_ssim_note(rows)
 

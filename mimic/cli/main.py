@@ -154,14 +154,21 @@ def _ood_summary(n: int) -> str:
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--method", type=click.Choice(["mimic", "pgd"]), default="mimic", show_default=True)
+@click.option("--reconstructor", default=None, metavar="NAME_OR_PATH",
+              help="A trained reconstructor (`mimic train reconstructor`): one forward pass per image instead of "
+                   "the test-time recovery; not blind (trained for one corruption).")
 @_common
 @handle_errors
-def recover(input, out, method, quiet, as_json, **kw):
+def recover(input, out, method, reconstructor, quiet, as_json, **kw):
     """Recover every image of INPUT into OUT (recovered/, mimicked/, report.json, grid.png)."""
     from ..runner import recover_folder
 
+    if reconstructor is not None and method != "mimic":
+        raise click.BadParameter("a reconstructor replaces the recovery method; leave --method out",
+                                 param_hint="'--reconstructor'")
     ov = _pop_overrides(kw)
-    res = recover_folder(input, out, method=method, progress=not quiet and not as_json, **kw, **ov)
+    res = recover_folder(input, out, method=method, progress=not quiet and not as_json, reconstructor=reconstructor,
+                         **kw, **ov)
     if res.rank != 0:  # under torchrun rank 0 speaks for the folder
         sys.exit(0)
     _print_notices(res)
@@ -352,6 +359,55 @@ def train_prior_cmd(data, arch, out, epochs, batch_size, device, seed, holdout, 
     click.echo(f"trained {conf['epochs']} epochs; exported generator/discriminator to {out}")
 
 
+@train.command("reconstructor")
+@click.option("--corruption", required=True, help="The registered corruption the observations went through (see "
+                                                 "`mimic corruptions`).")
+@click.option("--params", default="", help="Its settings, e.g. 'p=0.95' or 'l=3,sigma=0.15' (default: registered).")
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="Folder of face images: each training face is corrupted once and only its observation is kept.")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--variant", type=click.Choice(["unsupervised", "paired"]), default="unsupervised", show_default=True,
+              help="unsupervised: Pajot et al. (observations only); paired: the supervised reference.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr-g", type=float, default=1e-4, show_default=True, callback=_rate)
+@click.option("--lr-d", type=float, default=4e-4, show_default=True, callback=_rate)
+@click.option("--lam-lik", type=float, default=1.0, show_default=True, help="Weight of the likelihood term.")
+@click.option("--width", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
+@click.option("--seed", type=click.IntRange(0, 2**62), default=0, show_default=True)
+@click.option("--holdout", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Last sorted images held out (never trained on).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many steps (resume later).")
+@handle_errors
+def train_reconstructor_cmd(corruption, params, data, out, variant, epochs, batch_size, lr_g, lr_d, lam_lik, width,
+                            device, seed, holdout, resume, max_steps):
+    """Train a reconstructor for one known corruption from corrupted observations only (Pajot et al., ICLR 2019).
+
+    Checkpoints, a sample grid per epoch (OUT/samples), the validation faces' MSE per epoch (OUT/history.json),
+    resumes; at the end OUT/reconstructor/ (weights, config, card with sha256) for `mimic recover --reconstructor`.
+    """
+    from ..api import resolve_device
+    from ..bench.report_utils import parse_overrides
+    from ..reconstructor import ReconstructorConfig, train_reconstructor
+
+    try:
+        kw = parse_overrides(params) if params else {}
+        cfg = ReconstructorConfig(corruption=corruption, corruption_params=kw, variant=variant, epochs=epochs,
+                                  batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, lam_lik=lam_lik, width=width,
+                                  holdout=holdout, seed=seed)
+    except (ValueError, TypeError, KeyError, SyntaxError) as e:
+        raise click.BadParameter(str(e).splitlines()[0], param_hint="'--corruption' / '--params'") from None
+    s = train_reconstructor(data, out, cfg, device=str(resolve_device(device)), resume=resume, max_steps=max_steps)
+    if s["stopped"]:
+        click.echo(f"stopped at step {s['global_step']}; resume with --resume")
+        return
+    last = s["history"][-1] if s["history"] else {}
+    click.echo(f"trained {cfg.epochs} epochs (validation MSE {last.get('val_mse', float('nan')):.4f} on [-1, 1]); "
+               f"reconstructor in {s['reconstructor']}")
+
+
 @train.command("classifier")
 @click.option("--data", type=click.Path(path_type=Path), required=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
@@ -522,25 +578,30 @@ def bench_blind_cmd(out, prior, tasks, n, methods, supervised_steps, device, see
 @click.option("--n", default=200, show_default=True)
 @click.option("--methods", default="mimic,mimic_keep,pgd,pgd_fill,pgd_keep,tv,biharmonic,dip", show_default=True,
               help="Methods to run (also oracle: the corruption known; mimic_adapt, pgd_adapt, oracle_adapt: with "
-                   "generator adaptation and do-no-harm); into an --out holding a run with the same settings, the "
-                   "other methods' rows are kept.")
+                   "generator adaptation and do-no-harm; uair, uair_paired: trained reconstructors, --reconstructors); "
+                   "into an --out holding a run with the same settings, the other methods' rows are kept.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--dip-steps", default=1500, show_default=True)
 @click.option("--dip-n", type=int, default=None, help="Deep Image Prior on the first N images only (one network per image; slow on a CPU).")
 @click.option("--quick", is_flag=True)
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Clean faces instead of the held-out test split.")
+@click.option("--reconstructors", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Trained reconstructors for the uair / uair_paired rows: DIR/<corruption> and "
+                   "DIR/<corruption>-paired (`mimic train reconstructor` runs).")
 @_trust_option
 @schedule_options
 @handle_errors
-def bench_reconstruct_cmd(out, prior, n, methods, device, seed, dip_steps, dip_n, quick, data, trust_unverified, **kw):
+def bench_reconstruct_cmd(out, prior, n, methods, device, seed, dip_steps, dip_n, quick, data, reconstructors,
+                          trust_unverified, **kw):
     """Pajot et al.'s corruptions: MimicGAN, PGD, TV, biharmonic inpainting, Deep Image Prior (MSE, PSNR)."""
     from ..bench.reconstruct import bench_reconstruct
 
     ov = _pop_overrides(kw)
     bench_reconstruct(out, prior=prior, n=n, methods=tuple(methods.split(",")), device=device, seed=seed,
                       dip_steps=dip_steps, dip_n=dip_n, quick=quick, data=data, overrides=ov,
-                      log=lambda m: click.echo(m, err=True), trust_unverified=trust_unverified)
+                      log=lambda m: click.echo(m, err=True), trust_unverified=trust_unverified,
+                      reconstructors=reconstructors)
     click.echo((Path(out) / "reconstruct.md").read_text())
 
 
