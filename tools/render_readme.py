@@ -9,6 +9,8 @@ Sections are delimited by <!-- BEGIN:name --> ... <!-- END:name -->:
 - fmnist: pretrained/fmnist28/card.json and pretrained/fmnist_classifier/card.json
 - classify, defense, reconstruct: benchmarks/results/<bench>/<bench>.md (+ json)
 - shifted: benchmarks/results/shifted/shifted.md (+ json; from `mimic bench shifted`)
+- shifted_now: benchmarks/results/shifted_now/shifted.json (`mimic bench shifted --n 25 --methods blind`, the blind
+  preset as it is now) against the same faces' rows of benchmarks/results/shifted/shifted.json
 - unseen: benchmarks/results/unseen/unseen.md (+ json; from `mimic bench unseen`)
 - scale: benchmarks/results/scale/scale.md (from `mimic bench scale`)
 - adapt: benchmarks/results/blind_adapt/blind.json (`mimic bench blind --n 25` with the adapting methods) against
@@ -190,6 +192,38 @@ def adapt_section() -> str:
     return head + "\n\n" + "\n".join(out)
 
 
+def shifted_now_section() -> str:
+    """The blind preset as it is now on the shifted settings (benchmarks/results/shifted_now, its first faces) against
+    the committed shifted rows of the same faces (PGD and the blind preset as it was), paired per face."""
+    from dataclasses import asdict
+
+    from mimic.tasks import get_task
+
+    new = json.loads((ROOT / "benchmarks" / "results" / "shifted_now" / "shifted.json").read_text())
+    old = json.loads((ROOT / "benchmarks" / "results" / "shifted" / "shifted.json").read_text())
+    o = {(r["setting"], r["method"]): r["psnr"] for r in old["results"]}
+    rows = [r for r in new["results"] if r["method"] == "blind"]
+    n = rows[0]["n"]
+    out = ["| setting | PGD | blind as it was | blind now | now - as it was | now - PGD |", "|" + " --- |" * 6]
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    d_old, d_pgd = [], []
+    for r in rows:
+        pgd, was = o[r["setting"], "pgd"][:n], o[r["setting"], "blind"][:n]
+        d_old.append(mean([a - b for a, b in zip(r["psnr"], was)]))
+        d_pgd.append(mean([a - b for a, b in zip(r["psnr"], pgd)]))
+        out.append(f"| {r['setting']} | {mean(pgd):.2f} | {mean(was):.2f} | {mean(r['psnr']):.2f} | "
+                   f"{_paired(r['psnr'], was)} | {_paired(r['psnr'], pgd)} |")
+    out.append(f"| mean of {len(rows)} | | | | {mean(d_old):+.2f} | {mean(d_pgd):+.2f} |")
+    mins = sum(r.get("seconds", 0) for r in rows) / 60
+    cfg = rows[0].get("config") or asdict(get_task(None).config)  # rows record their config (earlier runs did not)
+    head = (f"The first {n} of the 50 faces ({new['meta']['faces']}; {new['meta']['device']}, {mins:.0f} min of "
+            f"compute summed): the blind preset as it is now (`lam_group` {cfg['lam_group']}, `adapt_steps` "
+            f"{cfg['adapt_steps']}, `no_harm` {cfg['no_harm']})"
+            + " against the rows above on the same faces (PGD, and the blind preset as it was when they were "
+            "measured), paired per face with 95% intervals.")
+    return head + "\n\n" + "\n".join(out)
+
+
 def main():
     readme = (ROOT / "README.md").read_text()
     sections = (("prior", prior_section), ("blind", blind_section), ("speed", speed_section), ("fmnist", fmnist_section),
@@ -197,6 +231,7 @@ def main():
                                                                   "classify_drop_pixels.png", "classify_blur_negative.png"])),
                 ("defense", lambda: _bench_section("defense", ["defense_universal.png", "defense_fgsm.png"])),
                 ("reconstruct", lambda: _bench_section("reconstruct")), ("shifted", shifted_section),
+                ("shifted_now", shifted_now_section),
                 ("unseen", unseen_section), ("adapt", adapt_section),
                 ("scale", lambda: (ROOT / "benchmarks" / "results" / "scale" / "scale.md").read_text()))
     for name, fn in sections:

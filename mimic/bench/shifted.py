@@ -25,7 +25,7 @@ from ..corruptions import get_corruption
 from ..io import save_json, save_text, to_tensor, to_uint8
 from ..metrics import mean_ci95, psnr
 from ..tasks import get_task
-from .report_utils import bench_setup, earlier_run, method_overrides, validation_faces
+from .report_utils import bench_setup, config_json, earlier_run, method_overrides, validation_faces
 
 __all__ = ["bench_shifted", "markdown_table", "SETTINGS", "METHODS", "setting_label"]
 
@@ -86,7 +86,7 @@ def bench_shifted(out, *, prior="celeba64", tasks=None, methods=METHODS, which: 
             continue
         corr = get_corruption(get_task(task).corruption, **kw)
         y_u8 = to_uint8(corr(clean, generator=torch.Generator().manual_seed(seed)))
-        per, secs = {"observed": psnr(y_u8, clean_u8)}, {}
+        per, secs, cfgs = {"observed": psnr(y_u8, clean_u8)}, {}, {}
         for m in methods:
             t0 = time.perf_counter()
             # pgd and mimic: the task's preset; blind: the task-agnostic preset (no task named)
@@ -94,13 +94,15 @@ def bench_shifted(out, *, prior="celeba64", tasks=None, methods=METHODS, which: 
             r = recover(y_u8, task=None if m == "blind" else task, method="pgd" if m == "pgd" else "mimic",
                         prior=pr, device=dev, seed=seed, **ov)
             per[m], secs[m] = psnr(r.images, clean_u8), time.perf_counter() - t0
+            cfgs[m] = config_json(None if m == "blind" else task, ov)
         lab = setting_label(task, kw)
         rows[:] = [r for r in rows if r["setting"] != lab or r["method"] not in per]
         for m, p in per.items():
             pm, pci = mean_ci95(p)
             rows.append({"task": task, "setting": lab, "corruption": corr.params(), "method": m, "n": len(p),
                          "psnr_mean": pm, "psnr_ci95": pci, "psnr": [float(v) for v in p],
-                         "seconds": secs.get(m, 0.0), "device": str(dev)})
+                         "seconds": secs.get(m, 0.0), "device": str(dev),
+                         **({"config": cfgs[m]} if m in cfgs else {})})
         # the gains are paired with PGD's per-image PSNR, this run's or a kept row's, also for the kept rows
         same = [r for r in rows if r["setting"] == lab]
         pgd = next((np.asarray(r["psnr"]) for r in same if r["method"] == "pgd"), None)
