@@ -217,7 +217,7 @@ def shifted_now_section() -> str:
     mins = sum(r.get("seconds", 0) for r in rows) / 60
     cfg = rows[0].get("config") or asdict(get_task(None).config)  # rows record their config (earlier runs did not)
     head = (f"The first {n} of the 50 faces ({new['meta']['faces']}; {new['meta']['device']}, {mins:.0f} min of "
-            f"compute summed): the blind preset as it is now (`lam_group` {cfg['lam_group']}, `adapt_steps` "
+            f"compute summed, timed while other work shared the cores): the blind preset as it is now (`lam_group` {cfg['lam_group']}, `adapt_steps` "
             f"{cfg['adapt_steps']}, `no_harm` {cfg['no_harm']})"
             + " against the rows above on the same faces (PGD, and the blind preset as it was when they were "
             "measured), paired per face with 95% intervals.")

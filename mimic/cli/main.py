@@ -505,6 +505,51 @@ def bench_scale_cmd(out, n, procs, task, device, schedule, memory_sizes, data, p
     click.echo((Path(out) / "scale.md").read_text())
 
 
+@bench.command("gan-losses")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Output folder (the runs in OUT/runs/<loss>/; a re-run with the same settings continues them and "
+                   "keeps finished rows).")
+@click.option("--losses", default=",".join(list_losses()), show_default=True, help="Comma-separated GAN losses.")
+@click.option("--minutes", type=float, default=None, help="Training wall time per loss (trained in chunks).")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Generator steps per loss (the default budget: 3000; WGAN-GP takes 5 critic steps per G step).")
+@click.option("--n", type=click.IntRange(min=2), default=200, show_default=True,
+              help="Held-out test faces (projection, D AUC) and generated images (SWD).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Image folder to train on and hold faces out of (default: the data root's celeba/).")
+@click.option("--arch", type=click.Choice(["dcgan64"]), default="dcgan64", show_default=True)
+@click.option("--spectral-norm", is_flag=True, help="Spectral norm in D, for every loss.")
+@click.option("--attention", is_flag=True, help="Self-attention at 32x32 in G and D, for every loss.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--holdout", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="Last sorted images held out (never trained on; the test faces are their second half).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--quick", is_flag=True, help="4 generator steps per loss, 8 faces and a short projection (a smoke run).")
+@handle_errors
+def bench_gan_losses_cmd(out, losses, minutes, steps, n, data, arch, spectral_norm, attention, batch_size, holdout,
+                         device, seed, quick):
+    """GAN losses of a prior at an equal budget: projection PSNR/SSIM, D AUC, SWD, samples side by side."""
+    import math
+
+    from ..bench import gan_losses
+
+    names = tuple(x.strip() for x in losses.split(",") if x.strip())
+    bad = [x for x in names if x not in list_losses()]
+    if bad or not names:
+        raise click.BadParameter(f"unknown loss(es) {', '.join(bad) or '(none given)'}; valid: "
+                                 f"{', '.join(list_losses())}", param_hint="'--losses'")
+    if minutes is not None and steps is not None:
+        raise click.UsageError("give one budget: --minutes or --steps, not both")
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise click.BadParameter(f"must be a finite number > 0, got {minutes}", param_hint="'--minutes'")
+    gan_losses.bench_gan_losses(out, losses=names, steps=steps, minutes=minutes, n=n, data=data, arch=arch,
+                                spectral_norm=spectral_norm, attention=attention, batch_size=batch_size,
+                                holdout=holdout, seed=seed, device=device, quick=quick,
+                                log=lambda m: click.echo(m, err=True))
+    click.echo((Path(out) / "gan_losses.md").read_text())
+
+
 @bench.command("speed")
 @click.option("--prior", default="celeba64", show_default=True)
 @click.option("--task", default="gray_blur", show_default=True)

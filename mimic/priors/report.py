@@ -97,13 +97,15 @@ def heldout_images(prior, n: int, data=None, which: str = "test") -> tuple[np.nd
 def prior_report(name_or_path, *, data=None, n: int = 200, device="cpu", batch_size: int = 25,
                  groups_per_call: int = 2, card_dir=None, progress: bool = True,
                  classifier=None, cfg: MimicConfig | None = None, split: str = "test",
-                 trust_unverified: bool = False) -> dict:
+                 trust_unverified: bool = False, images: tuple | None = None) -> dict:
     """Measure a prior's quality figures (see module docstring); returns them as a dict.
 
     ``split`` ("test" or "val") picks the held-out half of a CelebA-style prior's split when no
     ``data`` is given (choices about the report are made on "val"; the card reports "test").
-    Fashion-MNIST priors always use the official test set. With ``card_dir`` a model card with these
-    figures is written there (:func:`write_card`; refused up front for the package's own ``pretrained/``).
+    Fashion-MNIST priors always use the official test set. ``images``: (uint8 array (N, R, R, C), a description
+    of where they come from) to measure on in place of the held-out images (the first ``n``; a bench that holds
+    its own split out). With ``card_dir`` a model card with these figures is written there (:func:`write_card`;
+    refused up front for the package's own ``pretrained/``).
     """
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
@@ -114,7 +116,7 @@ def prior_report(name_or_path, *, data=None, n: int = 200, device="cpu", batch_s
     if cfg is None:
         arch = json.loads((Path(pr.path) / "config.json").read_text()).get("arch")
         cfg = PROJECTION_CONFIGS.get(arch, PROJECTION_CONFIG)
-    clean_u8, source = heldout_images(pr, n, data, which=split)
+    clean_u8, source = (images[0][:n], images[1]) if images is not None else heldout_images(pr, n, data, which=split)
     n = len(clean_u8)
     if n == 0:
         raise ValueError(f"no held-out images to project (n={n}, {source})")
