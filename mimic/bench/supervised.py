@@ -21,30 +21,13 @@ import torch.nn.functional as F
 
 from ..corruptions import get_corruption
 from ..io import to_tensor, to_uint8
+from ..reconstructor import ImageToImageNet
 
 __all__ = ["SupervisedNet", "train_supervised", "apply_supervised"]
 
 
-class SupervisedNet(nn.Module):
-    """A small encoder-decoder with a skip: (N, C_obs, 64, 64) -> (N, 3, 64, 64) in [-1, 1]."""
-
-    def __init__(self, c_in: int, c_out: int = 3, width: int = 32):
-        super().__init__()
-        w = width
-        self.enc1 = nn.Sequential(nn.Conv2d(c_in, w, 3, padding=1), nn.ReLU(True), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(True))
-        self.enc2 = nn.Sequential(nn.Conv2d(w, 2 * w, 4, 2, 1), nn.ReLU(True), nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(True))
-        self.enc3 = nn.Sequential(nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.ReLU(True), nn.Conv2d(4 * w, 4 * w, 3, padding=1), nn.ReLU(True))
-        self.dec2 = nn.Sequential(nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), nn.ReLU(True))
-        self.dec1 = nn.Sequential(nn.ConvTranspose2d(4 * w, w, 4, 2, 1), nn.ReLU(True))
-        self.out = nn.Conv2d(2 * w, c_out, 3, padding=1)
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        e1 = self.enc1(y)  # (N, w, 64, 64)
-        e2 = self.enc2(e1)  # (N, 2w, 32, 32)
-        e3 = self.enc3(e2)  # (N, 4w, 16, 16)
-        d2 = torch.cat([self.dec2(e3), e2], 1)  # (N, 4w, 32, 32)
-        d1 = torch.cat([self.dec1(d2), e1], 1)  # (N, 2w, 64, 64)
-        return torch.tanh(self.out(d1))
+#: the reference's network: the trained reconstructors' small U-Net (``mimic.reconstructor``), not residual
+SupervisedNet = ImageToImageNet
 
 
 def train_supervised(task: str, prior, train_u8: np.ndarray, *, steps: int = 1500, batch_size: int = 32,
