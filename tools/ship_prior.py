@@ -96,11 +96,17 @@ def ship_card(card_dir: Path, name: str) -> None:
         if not (dest / f).exists() or sha256_file(dest / f) != want:
             raise SystemExit(f"error: {card_dir / 'card.json'} was not measured on {dest / f} (sha256 differs); "
                              f"re-run: mimic prior-report {name} --write-card {card_dir}")
+    old = json.loads((dest / "card.json").read_text()).get("sha256", {}) if (dest / "card.json").exists() else {}
     for f in CARD_FILES:
         if (card_dir / f).exists():
             tmp = dest / f".{f}.tmp"
             shutil.copyfile(card_dir / f, tmp)
             tmp.replace(dest / f)
+    # the report's card lists the weights it measured; the checksums of the prior's other shipped files
+    # (group_stats.json) stay, or load_prior would refuse them as unverified
+    kept = {f: h for f, h in old.items() if f not in card["sha256"] and (dest / f).exists() and sha256_file(dest / f) == h}
+    if kept:
+        save_json(dest / "card.json", {**card, "sha256": {**card["sha256"], **kept}})
     print(f"shipped the model card of {name} from {card_dir} to {dest}")
 
 
