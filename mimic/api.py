@@ -23,7 +23,7 @@ from .priors import Prior, load_prior
 from .tasks import Task, get_task
 
 __all__ = ["Recovery", "GroupResult", "recover", "recover_groups", "resolve_device", "make_groups", "group_seed",
-           "fill_notice", "fit_config", "out_of_prior_notice"]
+           "fill_notice", "fit_config", "out_of_prior_notice", "with_reconstructor"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -70,6 +70,16 @@ def fit_config(cfg: MimicConfig, prior: Prior, method: str) -> tuple[MimicConfig
         return cfg.replace(lam_group=0.0), [f"prior {prior.name} has no group statistics (group_stats.json; "
                                             "python -m tools.ship_prior --group-stats): the group term is off"]
     return cfg, []
+
+
+def with_reconstructor(method: str, reconstructor, device, trust_unverified: bool = False):
+    """``(method, reconstructor)`` a recovery runs with: a given reconstructor (name, folder or ``Reconstructor``)
+    is loaded and replaces the method (``"reconstructor"``); without one both stay as they are."""
+    if reconstructor is None:
+        return method, None
+    from .reconstructor import load_reconstructor
+
+    return "reconstructor", load_reconstructor(reconstructor, device=device, trust_unverified=trust_unverified)
 
 
 def fill_notice(n_images: int, mean_fraction: float) -> str:
@@ -353,11 +363,7 @@ def recover(images, *, task: str | Task | MimicConfig | None = None, method: str
     t = get_task(task)
     cfg = t.config.replace(**overrides) if overrides else t.config
     pr = load_prior(prior if prior is not None else t.prior, device=dev, trust_unverified=trust_unverified)
-    if reconstructor is not None:
-        from .reconstructor import load_reconstructor
-
-        reconstructor = load_reconstructor(reconstructor, device=dev, trust_unverified=trust_unverified)
-        method = "reconstructor"
+    method, reconstructor = with_reconstructor(method, reconstructor, dev, trust_unverified)
     cfg, cfg_notices = fit_config(cfg, pr, method)
     prep = prepare(images, resolution=pr.resolution, strict_size=strict_size, names=names)
     prep.notices[:0] = cfg_notices

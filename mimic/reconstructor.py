@@ -27,7 +27,6 @@ at the end, the exported reconstructor in ``reconstructor/`` (``reconstructor.sa
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
@@ -42,7 +41,7 @@ import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
 from .corruptions import get_corruption
-from .io import atomic_write_bytes, labeled_grid, save_json, save_png, to_tensor, to_uint8
+from .io import labeled_grid, save_json, save_png, to_tensor, to_uint8
 
 __all__ = ["ReconstructorConfig", "Reconstructor", "ImageToImageNet", "ObservationCritic", "train_reconstructor",
            "export_reconstructor", "load_reconstructor", "list_reconstructors", "VARIANTS"]
@@ -174,12 +173,6 @@ class Reconstructor:
         return to_uint8(torch.cat([self(y[k : k + batch_size]) for k in range(0, len(y), batch_size)]))
 
 
-def _save_ckpt(path: Path, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def _observations(corr, x_u8: np.ndarray, seed: int, chunk: int = 1024) -> np.ndarray:
     """Each face corrupted once (its theta drawn from ``seed``), quantised to uint8 as a user's files are."""
     gen = torch.Generator().manual_seed(seed)
@@ -210,7 +203,7 @@ def train_reconstructor(data: str | os.PathLike | None, out: str | os.PathLike,
     The unsupervised variant never sees a clean training face: each one is corrupted once (its own theta) and only
     the observation is kept. Clean *validation* faces are used only to log the MSE of their reconstructions.
     """
-    from .priors.train import load_training_data
+    from .priors.train import _save_ckpt, load_training_data
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -248,6 +241,7 @@ def train_reconstructor(data: str | os.PathLike | None, out: str | os.PathLike,
     optD = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(0.0, 0.999))
     gen = torch.Generator().manual_seed(cfg.seed + 2)  # shuffling and theta'
     epoch, step_in_epoch, global_step, perm, history, elapsed = 0, 0, 0, None, [], 0.0
+    sums: dict = {}  # the epoch's summed losses so far (its history row averages them)
     if resume and ckpt_path.exists():
         st = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         diff = {k: (st["config"].get(k), v) for k, v in asdict(cfg).items()
@@ -259,6 +253,7 @@ def train_reconstructor(data: str | os.PathLike | None, out: str | os.PathLike,
         gen.set_state(st["gen"])
         epoch, step_in_epoch, global_step = st["epoch"], st["step_in_epoch"], st["global_step"]
         perm, history, elapsed = st["perm"], st["history"], st["elapsed"]
+        sums = dict(st.get("sums", {}))
     elif resume and progress:
         print(f"note: {ckpt_path} not found; starting from scratch", file=sys.stderr)
     save_json(out / "split.json", split_desc)
@@ -267,7 +262,8 @@ def train_reconstructor(data: str | os.PathLike | None, out: str | os.PathLike,
         _save_ckpt(ckpt_path, {"config": asdict(cfg), "G": G.state_dict(), "D": D.state_dict(),
                                "optG": optG.state_dict(), "optD": optD.state_dict(), "gen": gen.get_state(),
                                "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-                               "perm": perm, "history": history, "elapsed": elapsed})
+                               "perm": perm, "history": history, "elapsed": elapsed,
+                               "sums": {k: float(v) for k, v in sums.items()}})
 
     def corrupt(x, seed):  # F(x; theta(seed)): the same seed, the same theta
         return corr(x, generator=torch.Generator().manual_seed(seed))
@@ -279,7 +275,7 @@ def train_reconstructor(data: str | os.PathLike | None, out: str | os.PathLike,
             optG.zero_grad(set_to_none=True)
             loss_g.backward()
             optG.step()
-            return {"loss_g": float(loss_g.detach())}
+            return {"loss_g": loss_g.detach()}
         s_d, s_g = (int(v) for v in torch.randint(0, 2**62, (2,), generator=gen))
         # D: real observations against simulated ones F(G(y); theta')
         with torch.no_grad():
@@ -296,7 +292,7 @@ def train_reconstructor(data: str | os.PathLike | None, out: str | os.PathLike,
         optG.zero_grad(set_to_none=True)
         loss_g.backward()
         optG.step()
-        return {"loss_d": float(loss_d.detach()), "loss_adv": float(adv.detach()), "loss_lik": float(lik.detach())}
+        return {"loss_d": loss_d.detach(), "loss_adv": adv.detach(), "loss_lik": lik.detach()}  # summed on the device
 
     @torch.no_grad()
     def validate():
@@ -307,7 +303,6 @@ def train_reconstructor(data: str | os.PathLike | None, out: str | os.PathLike,
 
     done_this_call = 0
     t_start = time.perf_counter()
-    sums: dict = {}
     while epoch < cfg.epochs:
         if perm is None or step_in_epoch == 0:
             perm = torch.randperm(n, generator=gen)
@@ -327,7 +322,7 @@ def train_reconstructor(data: str | os.PathLike | None, out: str | os.PathLike,
                 t_start = time.perf_counter()
                 checkpoint()
         rec, val_mse = validate()
-        row = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}, "val_mse": val_mse}
+        row = {"epoch": epoch + 1, **{k: float(v) / steps_per_epoch for k, v in sums.items()}, "val_mse": val_mse}
         history.append(row)
         sums = {}
         k = min(8, len(val_obs))

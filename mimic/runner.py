@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .api import fill_notice, fit_config, make_groups, observed_weight_field, recover_groups, resolve_device
+from .api import (fill_notice, fit_config, make_groups, observed_weight_field, recover_groups, resolve_device,
+                  with_reconstructor)
 from .corruptions import get_corruption
 from .distributed import World, process_group
 from .inputs import InputError, folder_notices, input_notices, prepare, scan_folder
@@ -255,11 +256,7 @@ def _recover_folder(world: World, inp, out, *, task, method, prior, batch_size, 
     t = get_task(task)
     cfg = t.config.replace(**overrides) if overrides else t.config
     pr = load_prior(prior if prior is not None else t.prior, device=dev, trust_unverified=trust_unverified)
-    if reconstructor is not None:
-        from .reconstructor import load_reconstructor
-
-        reconstructor = load_reconstructor(reconstructor, device=dev, trust_unverified=trust_unverified)
-        method = "reconstructor"
+    method, reconstructor = with_reconstructor(method, reconstructor, dev, trust_unverified)
     cfg, cfg_notices = fit_config(cfg, pr, method)
     _check_writable(out)
     res = FolderResult(out=out, rank=world.rank, notices=cfg_notices + folder_notices(inp),
