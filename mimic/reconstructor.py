@@ -65,6 +65,7 @@ class ReconstructorConfig:
     n_val: int = 64  # validation faces whose MSE is logged each epoch (and shown in the sample grid)
     seed: int = 0  # seeds weights, the observations' corruption, shuffling and theta'
     ckpt_every: int = 500  # steps between checkpoints (and one at each epoch end)
+    val_every: int = 100  # steps between logs of the validation MSE (OUT/val_curve.json; 0: at epoch ends only)
     crop_fraction: float = 108 / 178  # CelebA crop convention
 
     def __post_init__(self):
@@ -77,13 +78,15 @@ class ReconstructorConfig:
             v = float(getattr(self, name))
             if not np.isfinite(v) or v <= 0:
                 raise ValueError(f"{name} must be finite and > 0, got {v}")
+        if int(self.val_every) < 0:
+            raise ValueError(f"val_every must be >= 0, got {self.val_every}")
         if not np.isfinite(self.lam_lik) or self.lam_lik < 0:
             raise ValueError(f"lam_lik must be finite and >= 0, got {self.lam_lik}")
         get_corruption(self.corruption, **self.corruption_params)  # an unknown name lists the valid ones
 
 
 #: settings a resumed run may change (they do not alter what is trained)
-_RESUMABLE_CHANGES = {"epochs"}
+_RESUMABLE_CHANGES = {"epochs", "val_every"}
 
 
 class ImageToImageNet(nn.Module):
@@ -241,6 +244,7 @@ def train_reconstructor(data: str | os.PathLike | None, out: str | os.PathLike,
     optD = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(0.0, 0.999))
     gen = torch.Generator().manual_seed(cfg.seed + 2)  # shuffling and theta'
     epoch, step_in_epoch, global_step, perm, history, elapsed = 0, 0, 0, None, [], 0.0
+    curve: list = []  # (step, validation MSE) every val_every steps and at each epoch end: the learning curve
     sums: dict = {}  # the epoch's summed losses so far (its history row averages them)
     if resume and ckpt_path.exists():
         st = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -254,6 +258,7 @@ def train_reconstructor(data: str | os.PathLike | None, out: str | os.PathLike,
         epoch, step_in_epoch, global_step = st["epoch"], st["step_in_epoch"], st["global_step"]
         perm, history, elapsed = st["perm"], st["history"], st["elapsed"]
         sums = dict(st.get("sums", {}))
+        curve = list(st.get("curve", []))
     elif resume and progress:
         print(f"note: {ckpt_path} not found; starting from scratch", file=sys.stderr)
     save_json(out / "split.json", split_desc)
@@ -262,7 +267,7 @@ def train_reconstructor(data: str | os.PathLike | None, out: str | os.PathLike,
         _save_ckpt(ckpt_path, {"config": asdict(cfg), "G": G.state_dict(), "D": D.state_dict(),
                                "optG": optG.state_dict(), "optD": optD.state_dict(), "gen": gen.get_state(),
                                "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-                               "perm": perm, "history": history, "elapsed": elapsed,
+                               "perm": perm, "history": history, "elapsed": elapsed, "curve": curve,
                                "sums": {k: float(v) for k, v in sums.items()}})
 
     def corrupt(x, seed):  # F(x; theta(seed)): the same seed, the same theta
@@ -317,6 +322,9 @@ def train_reconstructor(data: str | os.PathLike | None, out: str | os.PathLike,
             step_in_epoch += 1
             global_step += 1
             done_this_call += 1
+            if cfg.val_every and global_step % cfg.val_every == 0 and step_in_epoch < steps_per_epoch:
+                curve.append({"step": global_step, "val_mse": validate()[1]})
+                save_json(out / "val_curve.json", curve)
             if global_step % cfg.ckpt_every == 0:
                 elapsed += time.perf_counter() - t_start
                 t_start = time.perf_counter()
@@ -324,6 +332,7 @@ def train_reconstructor(data: str | os.PathLike | None, out: str | os.PathLike,
         rec, val_mse = validate()
         row = {"epoch": epoch + 1, **{k: float(v) / steps_per_epoch for k, v in sums.items()}, "val_mse": val_mse}
         history.append(row)
+        curve.append({"step": global_step, "val_mse": val_mse})
         sums = {}
         k = min(8, len(val_obs))
         grid = labeled_grid([to_uint8(val_obs[:k]), to_uint8(rec[:k]), to_uint8(val_clean[:k])],
@@ -335,16 +344,17 @@ def train_reconstructor(data: str | os.PathLike | None, out: str | os.PathLike,
         t_start = time.perf_counter()
         checkpoint()
         save_json(out / "history.json", history)
+        save_json(out / "val_curve.json", curve)
         if progress:
             print(f"epoch {epoch}/{cfg.epochs}: " + " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"),
                   file=sys.stderr, flush=True)
     info = export_reconstructor(out, G, cfg, history=history, elapsed=elapsed, device=device,
-                                split=split_desc)
+                                split=split_desc, steps=global_step, curve=curve)
     return {"stopped": False, "global_step": global_step, "history": history, "out": str(out), **info}
 
 
 def export_reconstructor(out, G: ImageToImageNet, cfg: ReconstructorConfig, *, history: list, elapsed: float,
-                         device: str, split: dict) -> dict:
+                         device: str, split: dict, steps: int | None = None, curve: list | None = None) -> dict:
     """Write ``out/reconstructor/`` (weights, config.json, card.json with their sha256); returns its paths."""
     from safetensors.torch import save_file
 
@@ -364,8 +374,8 @@ def export_reconstructor(out, G: ImageToImageNet, cfg: ReconstructorConfig, *, h
     save_json(folder / "config.json", conf)
     card = {"name": f"{cfg.corruption}-{cfg.variant}", "method": "Pajot et al. (ICLR 2019), Algorithm 1"
             if cfg.variant == "unsupervised" else "supervised reference (paired, squared error)",
-            "training": {**asdict(cfg), "train_seconds": elapsed, "hardware": _hardware(device), "split": split,
-                         "history": history, "parameters": sum(p.numel() for p in G.parameters()),
+            "training": {**asdict(cfg), "steps": steps, "train_seconds": elapsed, "hardware": _hardware(device), "split": split,
+                         "history": history, "val_curve": curve or [], "parameters": sum(p.numel() for p in G.parameters()),
                          "dtype": str(first.dtype)},
             "sha256": {"reconstructor.safetensors": sha256_file(folder / "reconstructor.safetensors")}}
     save_json(folder / "card.json", card)

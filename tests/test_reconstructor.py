@@ -48,13 +48,19 @@ def test_training_writes_history_samples_and_a_verified_reconstructor(trained):
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, faces):
     kw = dict(train_images=faces[:12], val_images=faces[12:], progress=False)
-    train_reconstructor(None, tmp_path / "a", _cfg(), **kw)
-    part = train_reconstructor(None, tmp_path / "b", _cfg(), max_steps=4, **kw)
+    train_reconstructor(None, tmp_path / "a", _cfg(val_every=2), **kw)
+    part = train_reconstructor(None, tmp_path / "b", _cfg(val_every=2), max_steps=4, **kw)
     assert part["stopped"]
-    train_reconstructor(None, tmp_path / "b", _cfg(), resume=True, **kw)
+    train_reconstructor(None, tmp_path / "b", _cfg(val_every=2), resume=True, **kw)
     a = (tmp_path / "a" / "reconstructor" / "reconstructor.safetensors").read_bytes()
     b = (tmp_path / "b" / "reconstructor" / "reconstructor.safetensors").read_bytes()
     assert a == b
+    # the learning curve: every 2 steps within an epoch and at each epoch end (3 steps per epoch), once each
+    curve = json.loads((tmp_path / "b" / "val_curve.json").read_text())
+    assert [c["step"] for c in curve] == [2, 3, 4, 6]
+    assert curve == json.loads((tmp_path / "a" / "val_curve.json").read_text())
+    card = json.loads((tmp_path / "b" / "reconstructor" / "card.json").read_text())
+    assert card["training"]["val_curve"] == curve and card["training"]["steps"] == 6
     with pytest.raises(ValueError, match="other settings"):
         train_reconstructor(None, tmp_path / "b", _cfg(lam_lik=0.5), resume=True, **kw)
 
@@ -147,3 +153,23 @@ def test_cli_trains_resumes_and_recovers(tmp_path, faces):
                                  str(tmp_path / "run"), "--quiet"])
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "rec" / "recovered").glob("*.png"))) == 3
+
+
+def test_bench_reconstruct_reports_a_trained_reconstructor_and_its_training(trained, faces, tmp_path):
+    from mimic.bench.reconstruct import bench_reconstruct
+
+    out, summary = trained
+    folder = tmp_path / "faces"
+    for i, f in enumerate(faces[:4]):
+        save_png(folder / f"{i:02d}.png", f)
+    (tmp_path / "rc").mkdir()
+    (tmp_path / "rc" / "patch_band").symlink_to(out, target_is_directory=True)
+    res = bench_reconstruct(tmp_path / "b", corruptions=("patch_band",), methods=("uair", "uair_paired"), n=4,
+                            data=folder, device="cpu", quick=True, reconstructors=tmp_path / "rc", log=lambda *a: None)
+    (row,) = res["results"]  # no paired network in the folder: its row is skipped, not invented
+    assert row["method"] == "uair" and row["n"] == 4 and row["seconds"] > 0
+    rc = row["reconstructor"]
+    assert rc["steps"] == summary["global_step"] == 2 * (12 // 4) and rc["batch_size"] == 4
+    assert len(rc["val_mse_by_epoch"]) == 2
+    md = (tmp_path / "b" / "reconstruct.md").read_text()
+    assert "patch_band uair: 2 epoch(s), 6 steps of batch 4" in md

@@ -117,6 +117,16 @@ def _bench_section(name: str, figures=()) -> str:
     return head + "\n\n" + (p / f"{name}.md").read_text() + figs
 
 
+def gan_losses_section() -> str:
+    p = ROOT / "benchmarks" / "results" / "gan_losses"
+    res = json.loads((p / "gan_losses.json").read_text())
+    st = res["settings"]
+    head = (f"mimic {st['mimic']}, torch {st['torch']}, {st['threads']} threads; one row of samples per loss from the "
+            "same z below.")
+    return (head + "\n\n" + (p / "gan_losses.md").read_text().rstrip("\n")
+            + "\n\n![samples per loss](benchmarks/results/gan_losses/samples.png)")
+
+
 def shifted_section() -> str:
     p = ROOT / "benchmarks" / "results" / "shifted"
     res = json.loads((p / "shifted.json").read_text())
@@ -231,7 +241,7 @@ def main():
                                                                   "classify_drop_pixels.png", "classify_blur_negative.png"])),
                 ("defense", lambda: _bench_section("defense", ["defense_universal.png", "defense_fgsm.png"])),
                 ("reconstruct", lambda: _bench_section("reconstruct")), ("shifted", shifted_section),
-                ("shifted_now", shifted_now_section),
+                ("shifted_now", shifted_now_section), ("gan_losses", gan_losses_section),
                 ("unseen", unseen_section), ("adapt", adapt_section),
                 ("scale", lambda: (ROOT / "benchmarks" / "results" / "scale" / "scale.md").read_text()))
     for name, fn in sections:

@@ -5,6 +5,7 @@
     python -m tools.ship_prior --card runs/card-celeba64 --name celeba64
     python -m tools.ship_prior --classifier RUN_DIR --name fmnist_classifier
     python -m tools.ship_prior --group-stats --name celeba64 [--data DIR]
+    python -m tools.ship_prior --reconstructor runs/uair/patch_band --name patch_band
 
 ``--weights auto`` (default) projects 25 *validation* faces with both the raw generator and
 its exponential moving average and ships the better one. ``mimic prior-report`` never writes into
@@ -84,6 +85,36 @@ def ship_classifier(run: Path, name: str) -> None:
     print(f"shipped {name}: test accuracy {conf['test_accuracy']:.2f}% to {dest}")
 
 
+RECONSTRUCTOR_CARD = {
+    "data": "CelebA aligned faces, img_align_celeba, the training split of the priors (the last 1000 ids, sorted, held "
+            "out); each training face corrupted once with its own theta, only the observation kept.",
+    "terms": "CelebA is released for non-commercial research purposes only; these weights may only be used under the "
+             "same terms.",
+    "preprocessing": "centre square crop of side 108/178 of the width, area resize to 64x64, scale to [-1,1].",
+}
+
+
+def ship_reconstructor(run: Path, name: str) -> None:
+    """Install a `mimic train reconstructor` run's exported network into pretrained/reconstructors/NAME, its sha256
+    checked against the run's card, with the data's terms added to the card."""
+    src = run / "reconstructor" if (run / "reconstructor").is_dir() else run
+    card = json.loads((src / "card.json").read_text())
+    f = "reconstructor.safetensors"
+    if sha256_file(src / f) != card.get("sha256", {}).get(f):
+        raise SystemExit(f"error: {src / f} does not match its card's sha256")
+    dest = pretrained_dir() / "reconstructors" / name
+    dest.mkdir(parents=True, exist_ok=True)
+    for g in (f, "config.json"):
+        tmp = dest / f".{g}.tmp"
+        shutil.copyfile(src / g, tmp)
+        tmp.replace(dest / g)
+    grid = sorted((run / "samples").glob("epoch_*.png")) if (run / "samples").is_dir() else []
+    if grid:
+        shutil.copyfile(grid[-1], dest / "samples.png")
+    save_json(dest / "card.json", {**card, "name": name, **RECONSTRUCTOR_CARD})
+    print(f"shipped reconstructor {name} ({card['training'].get('steps')} steps) to {dest}")
+
+
 def ship_card(card_dir: Path, name: str) -> None:
     """Install the model card that ``mimic prior-report NAME --write-card CARD_DIR`` wrote into pretrained/NAME."""
     from mimic.priors.report import CARD_FILES
@@ -139,6 +170,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt")
     ap.add_argument("--classifier", type=Path, help="a `mimic train classifier` output folder")
+    ap.add_argument("--reconstructor", type=Path, help="a `mimic train reconstructor` run folder")
     ap.add_argument("--card", type=Path, help="a model card folder written by `mimic prior-report NAME --write-card DIR`")
     ap.add_argument("--name", required=True)
     ap.add_argument("--weights", default="auto", choices=["auto", "ema", "raw"])
@@ -149,6 +181,8 @@ def main():
         return ship_group_stats(args.name, args.data)
     if args.classifier:
         return ship_classifier(args.classifier, args.name)
+    if args.reconstructor:
+        return ship_reconstructor(args.reconstructor, args.name)
     if args.card:
         return ship_card(args.card, args.name)
     if not args.ckpt:

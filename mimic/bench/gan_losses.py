@@ -251,7 +251,7 @@ def bench_gan_losses(out, *, losses=LOSSES, steps: int | None = None, minutes: f
         else PROJECTION_CONFIG
     levels = _swd_levels(real_u8.shape[1])
     settings = {"arch": arch, "budget": budget, "seed": seed, "batch_size": batch_size, "n": n, "holdout": holdout,
-                "data": str(folder), "split": split, "faces": faces, "spectral_norm": spectral_norm,
+                "data": "the data root's celeba/" if data is None else Path(str(data)).name, "split": split, "faces": faces, "spectral_norm": spectral_norm,
                 "attention": attention, "widths": [ngf, ndf], "n_critic": {k: N_CRITIC.get(k, 1) for k in LOSSES},
                 "quick": quick,
                 "optimizer": "Adam lr 2e-4, betas (0.5, 0.999), for G and D of every loss",

@@ -271,7 +271,11 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
             row["device"] = str(dev)
             if m.startswith("uair"):  # what the network cost to train, and which one it is
                 tr = rc.card.get("training", {})
+                hist = tr.get("history") or []
                 row["reconstructor"] = {"path": rc.path, "sha256": rc.sha256, "epochs": tr.get("epochs"),
+                                        "batch_size": tr.get("batch_size"), "steps": tr.get("steps"),
+                                        "val_mse_by_epoch": [h.get("val_mse") for h in hist],
+                                        "val_curve": tr.get("val_curve") or [],
                                         "train_seconds": tr.get("train_seconds"), "hardware": tr.get("hardware")}
             if cname in PAJOT_MSE:
                 row["pajot_unsupervised_mse"] = PAJOT_MSE[cname]
@@ -319,5 +323,19 @@ def markdown_table(rows: list[dict]) -> str:
         ips = f"{r['n'] / r['seconds']:.3g}" if r.get("seconds") else ""
         lines.append(f"| {r['corruption']} | {r['method']} | {r['n']} | {r['mse_mean']:.4f} | {r['psnr_mean']:.2f} ± {r['psnr_ci95']:.2f} | "
                      f"{r['ssim_mean']:.3f}{old_ssim_mark(r)} | {ips} | {r.get('pajot_unsupervised_mse', '')} |")
-    return "\n".join(lines) + "\n" + old_ssim_note(rows)
+    return "\n".join(lines) + "\n" + old_ssim_note(rows) + _training_note(rows)
+
+
+def _training_note(rows: list[dict]) -> str:
+    """What the uair rows' networks cost to train (from their cards), one line per corruption."""
+    out = []
+    for r in rows:
+        rc = r.get("reconstructor") if r["method"].startswith("uair") else None
+        if not rc or rc.get("train_seconds") is None:
+            continue
+        steps = f", {rc['steps']} steps of batch {rc['batch_size']}" if rc.get("steps") else ""
+        out.append(f"- {r['corruption']} {r['method']}: {rc['epochs']} epoch(s){steps}, "
+                   f"{rc['train_seconds'] / 60:.0f} min of training on {rc.get('hardware') or 'unrecorded hardware'}")
+    return ("\nTrained reconstructors (images / s: one forward pass per batch of 256):\n\n" + "\n".join(out) + "\n"
+            if out else "")
 
