@@ -126,7 +126,11 @@ def test_bench_end_to_end_keeps_rows_and_refuses_a_smaller_budget(tmp_path, fold
     assert s["budget"] == {"g_steps": 4} and s["seed"] == 0 and s["torch"] == torch.__version__ and s["hardware"]
     assert s["split"]["test"] == {"n": 4, "first": "020.png", "last": "023.png"} and s["split"]["train"]["n"] == 16
     md = (tmp_path / "gan_losses.md").read_text()
-    assert md.startswith("| loss | options | G steps | train minutes | projection PSNR (dB) |")
+    assert md.startswith("| loss | options | G steps | train minutes | G weights | projection PSNR (dB) |")
+    # 4 generator steps: far below the moving average's horizon, so the raw generator is measured (auto)
+    for r in rows.values():
+        assert r["generator_weights"] == "raw"
+        assert json.loads((tmp_path / r["run"] / "config.json").read_text())["generator_weights"] == "raw"
     assert "| dcgan | n_critic 1 | 4 |" in md and "| wgan-gp | n_critic 5, D layer norm | 4 |" in md
     assert "Budget: 4 generator steps per loss" in md
     grid = read_image(tmp_path / "samples.png")
@@ -140,6 +144,12 @@ def test_bench_end_to_end_keeps_rows_and_refuses_a_smaller_budget(tmp_path, fold
     # a budget below what a run holds is refused (one line naming it)
     with pytest.raises(ValueError, match="more than the budget steps=2"):
         bench_gan_losses(tmp_path, losses=("dcgan",), data=folder, steps=2, log=logs.append, **TINY)
+    # the moving average asked for: measured and recorded as such
+    ema = bench_gan_losses(tmp_path / "e", losses=("dcgan",), data=folder, quick=True, weights="ema",
+                           log=logs.append, **TINY)
+    assert ema["results"][0]["generator_weights"] == "ema" and ema["settings"]["weights"] == "ema"
+    with pytest.raises(ValueError, match="weights must be one of auto, ema, raw"):
+        bench_gan_losses(tmp_path, losses=("dcgan",), data=folder, quick=True, weights="best", **TINY)
 
 
 def test_train_for_budget_in_seconds_resumes_in_whole_generator_steps(tmp_path):
@@ -169,8 +179,9 @@ def test_cli_validates_and_forwards(tmp_path, monkeypatch):
 
     monkeypatch.setattr("mimic.bench.gan_losses.bench_gan_losses", fake)
     r = CliRunner().invoke(cli, ["bench", "gan-losses", "--out", str(tmp_path), "--losses", "hinge,lsgan", "--minutes",
-                                 "2.5", "--n", "50", "--spectral-norm", "--attention", "--quick"])
+                                 "2.5", "--n", "50", "--spectral-norm", "--attention", "--quick", "--weights", "raw"])
     assert r.exit_code == 0, r.output
     assert "| loss |" in r.output
     assert seen["losses"] == ("hinge", "lsgan") and seen["minutes"] == 2.5 and seen["steps"] is None
     assert seen["n"] == 50 and seen["spectral_norm"] and seen["attention"] and seen["quick"]
+    assert seen["weights"] == "raw"

@@ -117,6 +117,39 @@ def _bench_section(name: str, figures=()) -> str:
     return head + "\n\n" + (p / f"{name}.md").read_text() + figs
 
 
+def uair_section() -> str:
+    """The trained reconstructors against Pajot et al.'s figures: their budget, their learning curves, the paired
+    reference at the same budget (from the reconstruct bench's rows)."""
+    res = json.loads((ROOT / "benchmarks" / "results" / "reconstruct" / "reconstruct.json").read_text())
+    rows = {(r["corruption"], r["method"]): r for r in res["results"]}
+    out = ["| corruption | Pajot et al. MSE | uair MSE (x theirs) | uair_paired MSE (x theirs) | steps x batch | "
+           "train min (uair / paired) | uair validation MSE along training (step: MSE) |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    pace = []
+    for (c, m), r in rows.items():
+        if m != "uair" or "pajot_unsupervised_mse" not in r:
+            continue
+        ref, pr = r["pajot_unsupervised_mse"], rows.get((c, "uair_paired"))
+        rc = r["reconstructor"]
+        pts = rc.get("val_curve") or ([{"step": rc["steps"], "val_mse": rc["val_mse_by_epoch"][-1]}]
+                                      if rc.get("val_mse_by_epoch") and rc.get("epochs") == 1 else [])
+        curve = ", ".join(f"{v['step']}: {v['val_mse']:.3f}" for v in pts)
+        paired = f"{pr['mse_mean']:.4f} ({pr['mse_mean'] / ref:.1f}x)" if pr else ""
+        pmin = f"{pr['reconstructor']['train_seconds'] / 60:.0f}" if pr else ""
+        out.append(f"| {c} | {ref} | {r['mse_mean']:.4f} ({r['mse_mean'] / ref:.1f}x) | {paired} | "
+                   f"{rc.get('steps')} x {rc.get('batch_size')} | {rc['train_seconds'] / 60:.0f} / {pmin} | {curve} |")
+        pace.append(rc["train_seconds"] / rc["steps"])
+    if pace:
+        sec, steps = sum(pace) / len(pace), rc["steps"]
+        out = [f"Each network trained on the observations of {rc.get('train_images')} training faces (each corrupted "
+               f"once) for {rc.get('epochs')} epoch ({steps} steps); validation MSE on the first {rc.get('n_val')} "
+               "validation faces, the table's MSE on the bench's test faces.", ""] + out
+        out += ["", f"At the pace measured here ({sec:.2f} s per unsupervised step of batch 32 on "
+                    f"{rc.get('hardware')}), Pajot et al.'s schedule of 800 epochs of 400 steps ({800 * 400 / steps:.0f} "
+                    f"times this one) would take {sec * 800 * 400 / 86400:.1f} days per corruption."]
+    return "\n".join(out)
+
+
 def gan_losses_section() -> str:
     p = ROOT / "benchmarks" / "results" / "gan_losses"
     res = json.loads((p / "gan_losses.json").read_text())
@@ -242,6 +275,7 @@ def main():
                 ("defense", lambda: _bench_section("defense", ["defense_universal.png", "defense_fgsm.png"])),
                 ("reconstruct", lambda: _bench_section("reconstruct")), ("shifted", shifted_section),
                 ("shifted_now", shifted_now_section), ("gan_losses", gan_losses_section),
+                ("uair", uair_section),
                 ("unseen", unseen_section), ("adapt", adapt_section),
                 ("scale", lambda: (ROOT / "benchmarks" / "results" / "scale" / "scale.md").read_text()))
     for name, fn in sections:

@@ -5,7 +5,10 @@ Each loss (:func:`mimic.priors.losses.list_losses`: ``dcgan``, ``lsgan``, ``wgan
 same budget: ``steps`` generator steps, or ``minutes`` of training wall time (trained in chunks, each resuming the
 checkpoint, until the time is used). WGAN-GP takes 5 critic steps per generator step (Gulrajani et al.'s choice;
 :data:`N_CRITIC`), the others one. Each run lives in ``OUT/runs/<loss>/`` (checkpoint, sample grid per epoch, the
-exported prior) and is measured as exported (the moving-average generator, batch norm recalibrated):
+exported prior) and is measured as exported: the moving-average generator (batch norm recalibrated), or with
+``weights="raw"`` the generator's own weights; ``"auto"`` (the default) takes the raw weights of a run shorter than
+the average's horizon (1 / (1 - ema) generator steps: 1000 at the trainer's 0.999), where the average still mostly
+holds the initial weights, and the average otherwise:
 
 - projection PSNR and SSIM (PGD, the engine's default latent budget) on ``n`` held-out *test* faces (the prior
   report's split: the last ``holdout`` sorted images are held out, the second half of them is the test split), with
@@ -58,6 +61,8 @@ _EPOCHS = 1_000_000
 _CHUNK_SECONDS = 300.0
 #: the fixed z of the sample rows (the trainer's sample grid's seed)
 _SAMPLE_SEED = 1234
+#: the generators a run can be measured with (``weights``)
+WEIGHTS = ("auto", "ema", "raw")
 
 
 def _swd_levels(resolution: int) -> list[int]:
@@ -176,7 +181,7 @@ def _heldout_test(folder: Path, holdout: int, n: int, size: int):
 def bench_gan_losses(out, *, losses=LOSSES, steps: int | None = None, minutes: float | None = None, n: int = 200,
                      data=None, arch: str = "dcgan64", spectral_norm: bool = False, attention: bool = False,
                      batch_size: int = 64, holdout: int = 1000, seed: int = 0, device="auto", quick: bool = False,
-                     widths: tuple[int, int] = (64, 64), log=print) -> dict:
+                     widths: tuple[int, int] = (64, 64), weights: str = "auto", log=print) -> dict:
     """Run the benchmark (module docstring); writes ``OUT/gan_losses.json``, ``OUT/gan_losses.md`` and
     ``OUT/samples.png`` after every loss; returns the JSON.
 
@@ -205,6 +210,8 @@ def bench_gan_losses(out, *, losses=LOSSES, steps: int | None = None, minutes: f
         short projection.
     widths : (int, int)
         G's and D's widths (``ngf``, ``ndf``; small ones make quick test models).
+    weights : {"auto", "ema", "raw"}
+        The generator measured (module docstring).
     log : callable
     """
     from ..api import resolve_device
@@ -217,6 +224,8 @@ def bench_gan_losses(out, *, losses=LOSSES, steps: int | None = None, minutes: f
     unknown = [k for k in losses if k not in LOSSES]
     if unknown or not losses:
         raise ValueError(f"unknown loss(es) {unknown}; valid: {', '.join(LOSSES)}")
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     if arch != "dcgan64":
         raise ValueError(f"arch must be 'dcgan64' (the bench measures 64x64 RGB faces), got {arch!r}")
     if steps is not None and minutes is not None:
@@ -252,7 +261,7 @@ def bench_gan_losses(out, *, losses=LOSSES, steps: int | None = None, minutes: f
     levels = _swd_levels(real_u8.shape[1])
     settings = {"arch": arch, "budget": budget, "seed": seed, "batch_size": batch_size, "n": n, "holdout": holdout,
                 "data": "the data root's celeba/" if data is None else Path(str(data)).name, "split": split, "faces": faces, "spectral_norm": spectral_norm,
-                "attention": attention, "widths": [ngf, ndf], "n_critic": {k: N_CRITIC.get(k, 1) for k in LOSSES},
+                "attention": attention, "widths": [ngf, ndf], "weights": weights, "n_critic": {k: N_CRITIC.get(k, 1) for k in LOSSES},
                 "quick": quick,
                 "optimizer": "Adam lr 2e-4, betas (0.5, 0.999), for G and D of every loss",
                 "projection": {"method": "pgd", "latent_steps": proj_cfg.latent_steps(), "restarts": proj_cfg.restarts},
@@ -260,7 +269,8 @@ def bench_gan_losses(out, *, losses=LOSSES, steps: int | None = None, minutes: f
                 "hardware": _hardware(str(dev)), "threads": torch.get_num_threads(), "torch": torch.__version__,
                 "mimic": __version__}
     same = {k: settings[k] for k in ("arch", "budget", "seed", "batch_size", "n", "holdout", "data", "split", "faces",
-                                     "spectral_norm", "attention", "widths", "n_critic", "quick", "projection", "swd")}
+                                     "spectral_norm", "attention", "widths", "n_critic", "quick", "projection", "swd",
+                                     "weights")}
     if minutes is not None:  # a time budget buys other steps on other hardware
         same["hardware"] = settings["hardware"]
     old = earlier_run(out / "gan_losses.json", same)
@@ -288,8 +298,10 @@ def bench_gan_losses(out, *, losses=LOSSES, steps: int | None = None, minutes: f
             d, secs = _checkpoint_state(run_dir)
             trained = {"g_steps": d // cfg.n_critic, "d_steps": d, "train_seconds": secs}
         conf_path = run_dir / "config.json"
-        if not conf_path.exists() or json.loads(conf_path.read_text()).get("steps") != trained["d_steps"]:
-            export_prior(run_dir / "checkpoint.pt", run_dir)  # the EMA generator, batch norm recalibrated
+        use = weights if weights != "auto" else ("raw" if trained["g_steps"] < 1 / (1 - cfg.ema) else "ema")
+        conf = json.loads(conf_path.read_text()) if conf_path.exists() else {}
+        if conf.get("steps") != trained["d_steps"] or conf.get("generator_weights") != use:
+            export_prior(run_dir / "checkpoint.pt", run_dir, use_ema=use == "ema")  # EMA: batch norm recalibrated
         t0 = time.perf_counter()
         q = prior_report(run_dir, n=len(real_u8), images=(real_u8, faces), device=str(dev), cfg=proj_cfg,
                          progress=False, groups_per_call=8 if dev.type == "cuda" else 2)
@@ -302,6 +314,7 @@ def bench_gan_losses(out, *, losses=LOSSES, steps: int | None = None, minutes: f
         swd = sliced_wasserstein(real_u8, fake_u8, generator=torch.Generator().manual_seed(seed),
                                  levels=len(levels), **SWD_SETTINGS) * 1e3
         row = {"loss": loss, "options": _options(loss, spectral_norm, attention), "n_critic": cfg.n_critic,
+               "generator_weights": use,
                "d_norm": "layer" if loss == "wgan-gp" else "batch", **trained,
                "train_minutes": trained["train_seconds"] / 60, "n_images": q["n_images"],
                **{k: q[k] for k in ("projection_psnr_mean", "projection_psnr_ci95", "projection_ssim_mean",
@@ -330,10 +343,11 @@ def _write(out: Path, result: dict, samples: dict) -> None:
 
 def markdown_table(rows: list[dict], settings: dict) -> str:
     """One line per loss, then what the budget and the figures are."""
-    lines = ["| loss | options | G steps | train minutes | projection PSNR (dB) | projection SSIM | D AUC | "
-             "SWD x1e3 (avg) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| loss | options | G steps | train minutes | G weights | projection PSNR (dB) | projection SSIM | D AUC | "
+             "SWD x1e3 (avg) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['loss']} | {r['options']} | {r['g_steps']} | {r['train_minutes']:.1f} | "
+                     f"{r.get('generator_weights', 'ema')} | "
                      f"{format_ci(r['projection_psnr_mean'], r['projection_psnr_ci95'])} | "
                      f"{format_ci(r['projection_ssim_mean'], r['projection_ssim_ci95'], 3)} | {r['d_auc']:.3f} | "
                      f"{r['swd_avg_x1e3']:.1f} |")

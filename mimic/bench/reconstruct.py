@@ -18,6 +18,7 @@ with their images per second. MSE on [-1, 1] (as Pajot et al.'s Table 1) and PSN
 """
 from __future__ import annotations
 
+import json
 import platform
 import time
 from pathlib import Path
@@ -275,7 +276,8 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
                 row["reconstructor"] = {"path": rc.path, "sha256": rc.sha256, "epochs": tr.get("epochs"),
                                         "batch_size": tr.get("batch_size"), "steps": tr.get("steps"),
                                         "val_mse_by_epoch": [h.get("val_mse") for h in hist],
-                                        "val_curve": tr.get("val_curve") or [],
+                                        "val_curve": tr.get("val_curve") or [], "n_val": tr.get("n_val"),
+                                        "train_images": (tr.get("split") or {}).get("train", {}).get("n"),
                                         "train_seconds": tr.get("train_seconds"), "hardware": tr.get("hardware")}
             if cname in PAJOT_MSE:
                 row["pajot_unsupervised_mse"] = PAJOT_MSE[cname]
@@ -295,10 +297,22 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
 def _earlier_run(out: Path, settings: dict) -> tuple[dict, dict, dict]:
     """Rows ``{(corruption, method): row}``, per-image figures and figure entries of ``out/reconstruct.json`` if it
     was written with the same settings (the device aside), else empty."""
-    old = earlier_run(out / "reconstruct.json", {k: v for k, v in settings.items() if k != "device"})
+    # the prior by its weights: its other files (group_stats.json) enter a preset's group term only, like the
+    # preset's other settings, which a re-run of the methods they touch refreshes
+    try:
+        recorded = _weights(json.loads((out / "reconstruct.json").read_text())["settings"]["prior_sha256"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        recorded = None
+    same = {k: v for k, v in settings.items() if k not in ("device", "prior_sha256")}
+    old = earlier_run(out / "reconstruct.json", {**same, "prior_weights": _weights(settings["prior_sha256"])},
+                      missing={"prior_weights": recorded})
     if old is None or "per_image" not in old:
         return {}, {}, {}
     return {(r["corruption"], r["method"]): r for r in old["results"]}, old["per_image"], old.get("figures", {})
+
+
+def _weights(sha: dict) -> dict:
+    return {f: h for f, h in sha.items() if f.endswith(".safetensors")}
 
 
 def _figure_rows(out: Path, fig: dict | None, pad: int = 2) -> dict:

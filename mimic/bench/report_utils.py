@@ -81,7 +81,12 @@ def earlier_run(path, same: dict, *, key: str = "settings", missing: dict | None
     try:
         old = json.loads(path.read_text())
         st = old[key]
-        if any(st.get(k, missing.get(k)) != v for k, v in same.items()):
+        differ = [k for k, v in same.items() if st.get(k, missing.get(k)) != v]
+        if differ:  # said once, so that a table that loses its earlier rows does not do so silently
+            import sys
+
+            print(f"note: {path} holds a run with other settings ({', '.join(differ)}): its rows are not kept",
+                  file=sys.stderr)
             return None
         for r in old["results"]:  # rows of runs before rows recorded their device: the run's device
             r.setdefault("device", st["device"])

@@ -526,9 +526,13 @@ def bench_scale_cmd(out, n, procs, task, device, schedule, memory_sizes, data, p
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--quick", is_flag=True, help="4 generator steps per loss, 8 faces and a short projection (a smoke run).")
+@click.option("--weights", type=click.Choice(["auto", "ema", "raw"]), default="auto", show_default=True,
+              help="Generator measured: its moving average, its own weights, or auto (raw for a run shorter than "
+                   "the average's horizon of 1000 generator steps, where the average still mostly holds the initial "
+                   "weights).")
 @handle_errors
 def bench_gan_losses_cmd(out, losses, minutes, steps, n, data, arch, spectral_norm, attention, batch_size, holdout,
-                         device, seed, quick):
+                         device, seed, quick, weights):
     """GAN losses of a prior at an equal budget: projection PSNR/SSIM, D AUC, SWD, samples side by side."""
     import math
 
@@ -545,7 +549,7 @@ def bench_gan_losses_cmd(out, losses, minutes, steps, n, data, arch, spectral_no
         raise click.BadParameter(f"must be a finite number > 0, got {minutes}", param_hint="'--minutes'")
     gan_losses.bench_gan_losses(out, losses=names, steps=steps, minutes=minutes, n=n, data=data, arch=arch,
                                 spectral_norm=spectral_norm, attention=attention, batch_size=batch_size,
-                                holdout=holdout, seed=seed, device=device, quick=quick,
+                                holdout=holdout, seed=seed, device=device, quick=quick, weights=weights,
                                 log=lambda m: click.echo(m, err=True))
     click.echo((Path(out) / "gan_losses.md").read_text())
 
