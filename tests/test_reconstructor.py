@@ -173,3 +173,31 @@ def test_bench_reconstruct_reports_a_trained_reconstructor_and_its_training(trai
     assert len(rc["val_mse_by_epoch"]) == 2
     md = (tmp_path / "b" / "reconstruct.md").read_text()
     assert "patch_band uair: 2 epoch(s), 6 steps of batch 4" in md
+
+
+def test_shipping_a_reconstructor_makes_it_loadable_by_name(trained, tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    from mimic.reconstructor import list_reconstructors
+
+    spec = importlib.util.spec_from_file_location(
+        "ship_prior", Path(__file__).resolve().parent.parent / "tools" / "ship_prior.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    out, _ = trained
+    monkeypatch.setenv("MIMIC_PRETRAINED", str(tmp_path))
+    ship.ship_reconstructor(out, "patch_band")
+    assert list_reconstructors() == ["patch_band"]
+    rc = load_reconstructor("patch_band")
+    assert rc.name == "patch_band" and "non-commercial" in rc.card["terms"]
+    assert (tmp_path / "reconstructors" / "patch_band" / "samples.png").exists()
+    # weights that do not match their card are not shipped
+    w = out / "reconstructor" / "reconstructor.safetensors"
+    good = w.read_bytes()
+    try:
+        w.write_bytes(good[:-8] + bytes(8))
+        with pytest.raises(SystemExit, match="does not match its card"):
+            ship.ship_reconstructor(out, "other")
+    finally:
+        w.write_bytes(good)
