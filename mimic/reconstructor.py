@@ -374,8 +374,9 @@ def export_reconstructor(out, G: ImageToImageNet, cfg: ReconstructorConfig, *, h
     save_json(folder / "config.json", conf)
     card = {"name": f"{cfg.corruption}-{cfg.variant}", "method": "Pajot et al. (ICLR 2019), Algorithm 1"
             if cfg.variant == "unsupervised" else "supervised reference (paired, squared error)",
-            "training": {**asdict(cfg), "steps": steps, "train_seconds": elapsed, "hardware": _hardware(device), "split": split,
-                         "history": history, "val_curve": curve or [], "parameters": sum(p.numel() for p in G.parameters()),
+            "training": {**asdict(cfg), "steps": steps, "train_seconds": elapsed, "hardware": _hardware(device),
+                         "split": split, "history": history, "val_curve": curve or [],
+                         "parameters": sum(p.numel() for p in G.parameters()),
                          "dtype": str(first.dtype)},
             "sha256": {"reconstructor.safetensors": sha256_file(folder / "reconstructor.safetensors")}}
     save_json(folder / "card.json", card)

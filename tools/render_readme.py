@@ -144,7 +144,7 @@ def uair_section() -> str:
         out = [f"Each network trained on the observations of {rc.get('train_images')} training faces (each corrupted "
                f"once) for {rc.get('epochs')} epoch ({steps} steps); validation MSE on the first {rc.get('n_val')} "
                "validation faces, the table's MSE on the bench's test faces.", ""] + out
-        out += ["", f"At the pace measured here ({sec:.2f} s per unsupervised step of batch 32 on "
+        out += ["", f"At the pace measured here ({sec:.2f} s per unsupervised step of batch {rc.get('batch_size')} on "
                     f"{rc.get('hardware')}), Pajot et al.'s schedule of 800 epochs of 400 steps ({800 * 400 / steps:.0f} "
                     f"times this one) would take {sec * 800 * 400 / 86400:.1f} days per corruption."]
     return "\n".join(out)

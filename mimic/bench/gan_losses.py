@@ -260,8 +260,9 @@ def bench_gan_losses(out, *, losses=LOSSES, steps: int | None = None, minutes: f
         else PROJECTION_CONFIG
     levels = _swd_levels(real_u8.shape[1])
     settings = {"arch": arch, "budget": budget, "seed": seed, "batch_size": batch_size, "n": n, "holdout": holdout,
-                "data": "the data root's celeba/" if data is None else Path(str(data)).name, "split": split, "faces": faces, "spectral_norm": spectral_norm,
-                "attention": attention, "widths": [ngf, ndf], "weights": weights, "n_critic": {k: N_CRITIC.get(k, 1) for k in LOSSES},
+                "data": "the data root's celeba/" if data is None else Path(str(data)).name,  # no local path
+                "split": split, "faces": faces, "spectral_norm": spectral_norm, "attention": attention,
+                "widths": [ngf, ndf], "weights": weights, "n_critic": {k: N_CRITIC.get(k, 1) for k in LOSSES},
                 "quick": quick,
                 "optimizer": "Adam lr 2e-4, betas (0.5, 0.999), for G and D of every loss",
                 "projection": {"method": "pgd", "latent_steps": proj_cfg.latent_steps(), "restarts": proj_cfg.restarts},
