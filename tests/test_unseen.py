@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mimic.bench.unseen import DAMAGES, bench_unseen, damage
+from mimic.bench.unseen import DAMAGES, bench_unseen, damage, markdown_table, summary
 from mimic.io import read_image, to_tensor
 from mimic.metrics import psnr
 
@@ -26,6 +26,29 @@ def test_at_least_twelve_kinds_split_in_two_halves_spanning_the_families():
         assert any(d.family == need for d in DAMAGES.values()), need
     for h in halves.values():  # each half holds global tone/colour damage
         assert {"tone", "colour"} <= {d.family for d in h}
+
+
+def test_mild_half_is_five_kinds_closer_to_the_face_than_the_prior_range(faces):
+    mild = [k for k, d in DAMAGES.items() if d.half == "mild"]
+    assert len(mild) >= 5 and len({DAMAGES[k].family for k in mild}) == len(mild)
+    x = to_tensor(faces)
+    for k in mild:  # the observation itself beats the shipped prior's 22 dB projection of clean faces
+        assert psnr(damage(k, x, 1), faces).mean() > 24, k
+
+
+def test_summary_reports_each_kinds_change_from_the_observation():
+    def row(kind, level, method, gain_obs):
+        return {"kind": kind, "half": "mild", "family": "noise", "level": level, "strength": str(level),
+                "method": method, "psnr_mean": 30.0 + gain_obs, "gain_over_observed_db": gain_obs}
+
+    rows = [row("a", 0, "blind", -0.1), row("a", 1, "blind", -0.5), row("b", 0, "blind", 0.2),
+            row("b", 1, "blind", 1.0), row("a", 0, "pgd", -9.0)]
+    s = summary(rows)["mild"]
+    assert s["settings"] == 4 and s["below_observation"] == 2 and "beats_pgd" not in s
+    assert s["change_from_observation_db"] == pytest.approx({"a": -0.3, "b": 0.6})
+    md = markdown_table(rows)
+    assert "Mild damage" in md and "| blind - observed |" in md and "| -0.50 |" in md
+    assert "change from the observation per kind (both strengths): a -0.30 dB, b +0.60 dB" in md
 
 
 @pytest.mark.parametrize("name", list(DAMAGES))

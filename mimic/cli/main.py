@@ -691,8 +691,9 @@ def bench_shifted_cmd(out, prior, tasks, methods, which, n, offset, device, seed
 @bench.command("unseen")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--prior", default="celeba64", show_default=True)
-@click.option("--half", type=click.Choice(["heldout", "tune", "all"]), default="all", show_default=True,
-              help="The held-out kinds (the figure that counts), the tuning kinds, or both.")
+@click.option("--half", type=click.Choice(["heldout", "tune", "mild", "all"]), default="all", show_default=True,
+              help="The held-out kinds (the figure that counts), the tuning kinds, the mild kinds (do no harm), "
+                   "or all.")
 @click.option("--kinds", default=None, help="Comma-separated damage kinds (default: the half's).")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
               help="Held-out test faces (reported) or validation faces (for tuning).")
