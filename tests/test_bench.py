@@ -78,6 +78,19 @@ def test_bench_reconstruct_quick(tmp_path, tiny_prior_dir):
     from mimic.io import read_image
     h_old = read_image(io.BytesIO(figs["patch_band"])).shape[0]
     assert (read_image(tmp_path / "figures" / "patch_band.png").shape[0] - 2) * 9 == (h_old - 2) * 3
+    # a re-run of some corruptions keeps the others' rows, per-image figures and figures as they were
+    r = CliRunner().invoke(cli, ["bench", "reconstruct", "--quick", "--out", str(tmp_path), "--prior", str(tiny_prior_dir),
+                                 "--data", str(EXAMPLES / "clean"), "--n", "2", "--device", "cpu", "--methods", "pgd",
+                                 "--corruptions", "patch_band"])
+    assert r.exit_code == 0, r.output
+    third = json.loads((tmp_path / "reconstruct.json").read_text())
+    assert strip(third["results"]) == strip(again["results"])  # pgd on patch_band recomputed bit-identically
+    assert third["per_image"] == again["per_image"]
+    assert {c: f for c, f in third["figures"].items() if c != "patch_band"} == {
+        c: f for c, f in again["figures"].items() if c != "patch_band"}
+    assert third["figures"]["patch_band"]["rows"] == ["observed", "mimic", "pgd", "clean"]
+    r = CliRunner().invoke(cli, ["bench", "reconstruct", "--quick", "--out", str(tmp_path), "--corruptions", "nope"])
+    assert r.exit_code == 2 and "nope" in r.output and "patch_band" in r.output
     # other settings: nothing is kept
     r = CliRunner().invoke(cli, ["bench", "reconstruct", "--quick", "--out", str(tmp_path), "--prior", str(tiny_prior_dir),
                                  "--data", str(EXAMPLES / "clean"), "--n", "2", "--device", "cpu", "--methods", "mimic",

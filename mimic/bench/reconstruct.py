@@ -182,6 +182,9 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}")
+    unknown = [c for c in corruptions if c not in CORRUPTIONS]
+    if unknown:
+        raise InputError(f"unknown corruption(s) {', '.join(unknown)}; valid: {', '.join(CORRUPTIONS)}")
     out, dev, pr, overrides = bench_setup(out, prior, device, overrides, quick,
                                           trust_unverified=trust_unverified)
     if quick:
@@ -192,15 +195,23 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
     settings = {"prior": pr.name, "prior_sha256": pr.sha256, "faces": source, "n": len(clean_u8), "seed": seed,
                 "device": str(dev), "overrides": overrides, "dip_steps": dip_steps, "dip_n": dip_n, "quick": quick}
     old_rows, old_per_image, old_figures = _earlier_run(out, settings)
-    kept_seconds = sum(r["seconds"] for (c, m), r in old_rows.items() if c in corruptions and m not in methods)
+    # the earlier run's corruptions that this one does not repeat keep their rows, per-image figures and figures
+    kept = [c for c in dict.fromkeys(c for c, _ in old_rows) if c not in corruptions]
+    kept_seconds = sum(r["seconds"] for (c, m), r in old_rows.items() if c in kept or m not in methods)
     t_all = time.perf_counter()
+    order = [*CORRUPTIONS, *(c for c in kept if c not in CORRUPTIONS)]
 
     def save():  # after every corruption: an interrupted run keeps its rows
-        result = {"bench": "reconstruct", "results": rows, "settings": settings, "figures": figures,
+        allrows = sorted(rows + [r for (c, _), r in old_rows.items() if c in kept],
+                         key=lambda r: order.index(r["corruption"]))  # stable: methods keep their order
+        result = {"bench": "reconstruct", "results": allrows, "settings": settings,
+                  "figures": {c: f for c, f in {**{c: old_figures[c] for c in kept if c in old_figures},
+                                                **figures}.items()},
                   "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
-                  "seconds": time.perf_counter() - t_all + kept_seconds, "per_image": per_image}
+                  "seconds": time.perf_counter() - t_all + kept_seconds,
+                  "per_image": {**{c: old_per_image[c] for c in kept if c in old_per_image}, **per_image}}
         save_json(out / "reconstruct.json", result)
-        save_text(out / "reconstruct.md", markdown_table(rows))
+        save_text(out / "reconstruct.md", markdown_table(allrows))
         return result
 
     for cname in corruptions:

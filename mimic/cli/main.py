@@ -625,6 +625,9 @@ def bench_blind_cmd(out, prior, tasks, n, methods, supervised_steps, device, see
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--prior", default="celeba64", show_default=True)
 @click.option("--n", default=200, show_default=True)
+@click.option("--corruptions", default=None, metavar="LIST",
+              help="Comma-separated corruptions (default: all of Pajot et al.'s); into an --out holding a run with "
+                   "the same settings, the other corruptions' rows are kept.")
 @click.option("--methods", default="mimic,mimic_keep,pgd,pgd_fill,pgd_keep,tv,biharmonic,dip", show_default=True,
               help="Methods to run (also oracle: the corruption known; mimic_adapt, pgd_adapt, oracle_adapt: with "
                    "generator adaptation and do-no-harm; uair, uair_paired: trained reconstructors, --reconstructors); "
@@ -641,13 +644,15 @@ def bench_blind_cmd(out, prior, tasks, n, methods, supervised_steps, device, see
 @_trust_option
 @schedule_options
 @handle_errors
-def bench_reconstruct_cmd(out, prior, n, methods, device, seed, dip_steps, dip_n, quick, data, reconstructors,
-                          trust_unverified, **kw):
+def bench_reconstruct_cmd(out, prior, n, corruptions, methods, device, seed, dip_steps, dip_n, quick, data,
+                          reconstructors, trust_unverified, **kw):
     """Pajot et al.'s corruptions: MimicGAN, PGD, TV, biharmonic inpainting, Deep Image Prior (MSE, PSNR)."""
-    from ..bench.reconstruct import bench_reconstruct
+    from ..bench.reconstruct import CORRUPTIONS, bench_reconstruct
 
     ov = _pop_overrides(kw)
-    bench_reconstruct(out, prior=prior, n=n, methods=tuple(methods.split(",")), device=device, seed=seed,
+    corruptions = tuple(CORRUPTIONS) if corruptions is None else tuple(corruptions.split(","))
+    bench_reconstruct(out, prior=prior, n=n, corruptions=corruptions, methods=tuple(methods.split(",")),
+                      device=device, seed=seed,
                       dip_steps=dip_steps, dip_n=dip_n, quick=quick, data=data, overrides=ov,
                       log=lambda m: click.echo(m, err=True), trust_unverified=trust_unverified,
                       reconstructors=reconstructors)
