@@ -11,11 +11,20 @@ import torch.nn.functional as F
 __all__ = ["blend_observed", "clip_sign", "denoise_tv", "fill_mask", "keep_observed", "noise_sigma"]
 
 
+#: A channel that uses at most ``QUANTISED_LEVELS`` distinct 8-bit levels and has more than ``MAX_INTERIOR_SPIKES``
+#: spikes strictly between its own min and max is quantised (posterised, few-colour, photon-counting), not filled or
+#: clipped: a fill is one constant, while every level of a quantised channel stands alone in its histogram. Its
+#: spikes are dropped.
+MAX_INTERIOR_SPIKES = 1
+QUANTISED_LEVELS = 64
+
+
 def _level_spikes(y: torch.Tensor, min_frac: float, ratio: float):
     """Histogram spikes of each observation channel's 8-bit levels (shared by ``fill_mask`` and ``clip_sign``).
 
     y (..., C, H, W) in [-1, 1] -> (flat (M, H*W) levels, spike (M, 256) bool, lo (M, 1), hi (M, 1)), one row per
-    image channel; a spike is a level held by >= ``min_frac`` of the pixels and ``ratio`` x any level within 2.
+    image channel; a spike is a level held by >= ``min_frac`` of the pixels and ``ratio`` x any level within 2, in
+    a channel that is not quantised (``QUANTISED_LEVELS``, ``MAX_INTERIOR_SPIKES``; else none).
     """
     q = ((y.detach().clamp(-1, 1) + 1) * 127.5).round().long()  # (..., C, H, W) 8-bit levels
     hw = q.shape[-1] * q.shape[-2]
@@ -28,7 +37,9 @@ def _level_spikes(y: torch.Tensor, min_frac: float, ratio: float):
     lo = torch.where(present, levels, 256).amin(1, keepdim=True)  # (M, 1) the channel's min level
     hi = torch.where(present, levels, -1).amax(1, keepdim=True)  # (M, 1) its max level
     spike = (counts >= min_frac * hw) & (counts >= ratio * near)  # (M, 256)
-    return flat, spike, lo, hi
+    quantised = (((spike & (levels > lo) & (levels < hi)).sum(1, keepdim=True) > MAX_INTERIOR_SPIKES)
+                 & (present.sum(1, keepdim=True) <= QUANTISED_LEVELS))  # (M, 1)
+    return flat, spike & ~quantised, lo, hi
 
 
 def fill_mask(y: torch.Tensor, *, min_frac: float = 0.05, ratio: float = 10.0) -> torch.Tensor | None:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mimic.engine import MimicConfig, solve
-from mimic.imageops import fill_mask
+from mimic.imageops import clip_sign, fill_mask
 from mimic.priors import load_prior
 
 FAST = MimicConfig(warm_steps=4, T=2, T1=3, T2=3, lam_adv=1e-4, lam_I=0.1, lr_s=1e-3, lr_g=1e-2)
@@ -327,6 +327,14 @@ def test_fill_mask_finds_constant_fills_and_nothing_else():
     m = fill_mask(band)
     assert m is not None and (m[1, :, 20:40] == 0).all()
     assert (m[[0, 2, 3, 4, 5]] == 1).all()
+    # a quantised image (posterised to 8 or 16 levels per channel) has a spike at every level and no fill
+    for bits in (3, 4):
+        levels = 2**bits - 1
+        poster = torch.round((x + 1) / 2 * levels) / levels * 2 - 1
+        assert fill_mask(poster) is None and clip_sign(poster) is None
+    # the limit of the rule: a fill in a quantised channel is not told from its levels, and stays in the fit
+    poster[1, :, 20:40] = 0.0
+    assert fill_mask(poster) is None
 
 
 def _prior_images(prior, n, g):
