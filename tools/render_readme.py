@@ -182,31 +182,31 @@ def _blind_settings(rows, method: str = "blind") -> str:
             f"`no_harm` {cfg.get('no_harm', 0)})")
 
 
-def unseen_section() -> str:
-    p = ROOT / "benchmarks" / "results" / "unseen"
+def _unseen_run(folder: str, what) -> str:
+    """A `mimic bench unseen` run (benchmarks/results/<folder>): a line on its faces and compute, what ``what(rows)``
+    says of its rows, then its table."""
+    p = ROOT / "benchmarks" / "results" / folder
     res = json.loads((p / "unseen.json").read_text())
     st, rows = res["settings"], res["results"]
     mins = sum(r.get("seconds", 0) for r in rows) / 60
     devs = ", ".join(sorted({r["device"] for r in rows if r["method"] != "observed"}))
     head = (f"{st['faces']}, {st['n']} per kind and strength, groups of {st['batch_size']} ({devs}, torch "
-            f"{res['versions']['torch']}, {mins:.0f} min of compute summed); PSNR in dB, blind - PGD with its paired 95% "
-            "interval. The blind rows were measured with the preset " + _blind_settings(rows) + "; "
-            + ("the blind_adapt rows " + _blind_settings(rows, "blind_adapt") + ", the blind preset as it is now."
-               if any(r["method"] == "blind_adapt" for r in rows) else ""))
+            f"{res['versions']['torch']}, {mins:.0f} min of compute summed); PSNR in dB" + what(rows))
     return head + "\n\n" + (p / "unseen.md").read_text()
+
+
+def unseen_section() -> str:
+    return _unseen_run("unseen", lambda rows: (
+        ", blind - PGD with its paired 95% interval. The blind rows were measured with the preset "
+        + _blind_settings(rows) + "; " + ("the blind_adapt rows " + _blind_settings(rows, "blind_adapt")
+                                         + ", the blind preset as it is now."
+                                         if any(r["method"] == "blind_adapt" for r in rows) else "")))
 
 
 def mild_section() -> str:
     """The mild half of `mimic bench unseen` (benchmarks/results/mild): does the blind preset do no harm."""
-    p = ROOT / "benchmarks" / "results" / "mild"
-    res = json.loads((p / "unseen.json").read_text())
-    st, rows = res["settings"], res["results"]
-    mins = sum(r.get("seconds", 0) for r in rows) / 60
-    devs = ", ".join(sorted({r["device"] for r in rows if r["method"] != "observed"}))
-    head = (f"{st['faces']}, {st['n']} per kind and strength, groups of {st['batch_size']} ({devs}, torch "
-            f"{res['versions']['torch']}, {mins:.0f} min of compute summed); PSNR in dB. The blind rows: the blind "
-            "preset as it is now " + _blind_settings(rows) + ".")
-    return head + "\n\n" + (p / "unseen.md").read_text()
+    return _unseen_run("mild", lambda rows: (
+        ". The blind rows: the blind preset as it is now " + _blind_settings(rows) + "."))
 
 
 def _paired(a, b) -> str:
