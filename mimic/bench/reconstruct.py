@@ -205,8 +205,7 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
         allrows = sorted(rows + [r for (c, _), r in old_rows.items() if c in kept],
                          key=lambda r: order.index(r["corruption"]))  # stable: methods keep their order
         result = {"bench": "reconstruct", "results": allrows, "settings": settings,
-                  "figures": {c: f for c, f in {**{c: old_figures[c] for c in kept if c in old_figures},
-                                                **figures}.items()},
+                  "figures": {**{c: old_figures[c] for c in kept if c in old_figures}, **figures},
                   "versions": {"mimic": __version__, "torch": torch.__version__, "python": platform.python_version()},
                   "seconds": time.perf_counter() - t_all + kept_seconds,
                   "per_image": {**{c: old_per_image[c] for c in kept if c in old_per_image}, **per_image}}

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..api import recover
+from ..corruptions.base import gaussian_kernel
+from ..corruptions.paper import GRAY_WEIGHTS
 from ..engine import MimicConfig, solve
 from ..io import read_image, save_json, save_png, save_text, to_tensor, to_uint8
 from ..metrics import SSIM_WINDOW, mean_ci95, psnr, ssim
@@ -135,22 +137,15 @@ def _gauss(x, sigma, gen):
     return (x + 2 * sigma * torch.randn(x.shape, generator=gen).to(x)).clamp(-1, 1)
 
 
-def _gauss_kernel(sigma: float) -> torch.Tensor:
-    r = int(3 * sigma + 0.5)
-    t = torch.arange(-r, r + 1, dtype=torch.float32)
-    g = torch.exp(-(t**2) / (2 * sigma * sigma))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
-
-
 def _oversharpen(x, a):
-    """Unsharp masking pushed too far: halos along every edge."""
-    return (x + a * (x - _conv(x, _gauss_kernel(1.0)))).clamp(-1, 1)
+    """Unsharp masking pushed too far: halos along every edge (a 7-tap Gaussian of sigma 1 as the blur)."""
+    k = gaussian_kernel(7, 1.0)
+    return (x + a * (x - _conv(x, k[:, None] * k[None, :]))).clamp(-1, 1)
 
 
 def _desaturate(x, s):
     u = _u(x)
-    gray = (0.299 * u[:, 0] + 0.587 * u[:, 1] + 0.114 * u[:, 2])[:, None]
+    gray = torch.einsum("c,nchw->nhw", u.new_tensor(GRAY_WEIGHTS), u)[:, None]
     return _x((1 - s) * u + s * gray)
 
 
