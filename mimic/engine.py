@@ -58,6 +58,7 @@ RMS_ALPHA = 0.9  # RMSProp decay of the squared-gradient average (TensorFlow's d
 RMS_EPS = 1e-8  # RMSProp epsilon
 CANDIDATES = ("identity", "negated")  # the gated surrogate's candidate starts of its colour path
 ADAPT_BETAS = (0.9, 0.999)  # Adam's decays in the generator adaptation (IAGAN's optimiser)
+ADAPT_CHECK_EVERY = 10  # with ``adapt_check``: steps between two measures of the held-out fit
 ADAPT_REPORTS = 4  # the history and the callback see the adaptation this many times (t = T + 1 .. T + 4)
 NO_HARM_POWER = 4  # do no harm: w = e_x^p / (e_x^p + e_y^p), sharper than the odds (p = 1)
 NO_HARM_UNEXPLAINED = 0.5  # do no harm: the share of what f(x) leaves unexplained of y that counts against x
@@ -116,6 +117,10 @@ class MimicConfig:
     adapt_steps: int = 0  # Adam steps on a per-group copy of G's weights and on z after the alternation, the
     #   surrogate fixed (0 = off): recoveries leave G's range, which caps every other part at the prior's projection
     lr_adapt: float = 1e-4  # Adam step of the adapted weights and z
+    adapt_check: float = 0.0  # the share of pixels held out of the adaptation's fit (0 = off): every
+    #   ``ADAPT_CHECK_EVERY`` steps each image's fit to its held-out pixels is measured, and each image keeps the step
+    #   (from 0, before any) where it was lowest: the adaptation stops, per image, where G starts fitting what the
+    #   held-out pixels do not share (noise, the surrogate's errors)
 
     def __post_init__(self):
         def bad(name, why):
@@ -125,6 +130,8 @@ class MimicConfig:
             v = getattr(self, n)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 bad(n, "must be a finite number >= 0")
+        if not (isinstance(self.adapt_check, (int, float)) and 0 <= self.adapt_check < 1):
+            bad("adapt_check", "must be a number in [0, 1)")
         if not (isinstance(self.select_margin, (int, float)) and 0 < self.select_margin <= 1):
             bad("select_margin", "must be a number in (0, 1]")
         for n in ("lr_s", "lr_g", "lr_warm", "robust_power", "lr_adapt"):
@@ -180,6 +187,7 @@ class SolveOutput:
     init : list of str, per group the surrogate start it kept ("identity", "negated", or the kind)
     fill : (S, B) fraction of each observation's values detected as fill and left out (``cfg.fill``), or None
     observed_weight : (S, B) the observation's share w of each output x + w (y - x) (``cfg.no_harm``), or None
+    adapt_kept : (S, B) the adaptation step each image kept (``cfg.adapt_check``; 0 = before any), or None
     """
 
     x: torch.Tensor
@@ -193,6 +201,7 @@ class SolveOutput:
     init: list = field(default_factory=list)
     fill: torch.Tensor | None = None
     observed_weight: torch.Tensor | None = None
+    adapt_kept: torch.Tensor | None = None
 
 
 def z_init(nz: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -293,6 +302,7 @@ def solve(G, D, y: torch.Tensor, cfg: MimicConfig, *, method: str = "mimic", val
         out.x, out.fx, out.z, out.obs_loss = pick(out.x), pick(out.fx), pick(out.z), pick(out.obs_loss)
         out.fill = None if out.fill is None else pick(out.fill)
         out.observed_weight = None if out.observed_weight is None else pick(out.observed_weight)
+        out.adapt_kept = None if out.adapt_kept is None else pick(out.adapt_kept)
         return out
     return _retrying(G, D, y, cfg, method, valid, generator, callback, operator, weight, stats, max_retries, None)
 
@@ -360,15 +370,23 @@ def _alternate(*, G, D, y, cfg, pgd, valid, generator, callback, operator, weigh
 
     # --- generator adaptation (addition): G leaves its range, the surrogate fixed ---
     fx_range = fx  # f(G(z)) of the prior's own G: what its range explains (the out-of-prior score reads it)
+    adapt_kept = None
     if cfg.adapt_steps:
-        run.start_adapting()
-        chunks = min(ADAPT_REPORTS, cfg.adapt_steps)
+        run.start_adapting(generator)
+        chunks, step = min(ADAPT_REPORTS, cfg.adapt_steps), 0
         for j in range(1, chunks + 1):
             for _ in range(cfg.adapt_steps * j // chunks - cfg.adapt_steps * (j - 1) // chunks):
                 run.adapt_step(cfg.lr_adapt)
+                step += 1
+                if run.check is not None and (step % ADAPT_CHECK_EVERY == 0 or step == cfg.adapt_steps):
+                    run.keep_checked(step)
             x, fx, l_obs = run.evaluate()
             if callback is not None:
                 callback(cfg.T + j, x, fx, run.hist)
+        if run.check is not None:  # held-out pixels (addition): each image's step with the best held-out fit
+            x, adapt_kept = run.kept_x, run.kept_step
+            with torch.no_grad():
+                l_obs = run.fit.obs(run.f(x))
 
     observed_weight = None
     if cfg.no_harm and not pgd and cobs == G.nc:  # do no harm (addition)
@@ -378,7 +396,7 @@ def _alternate(*, G, D, y, cfg, pgd, valid, generator, callback, operator, weigh
     return SolveOutput(x=x.detach(), fx=fx_range.detach(), z=run.z.detach(), obs_loss=l_obs.detach(),
                        surrogate=run.surrogate, history={k: torch.stack(v).cpu() for k, v in run.hist.items()},
                        lr_scale=run.lr_scale.clone(), init=run.init_names(), fill=run.fit.fill_fraction(),
-                       observed_weight=observed_weight)
+                       observed_weight=observed_weight, adapt_kept=adapt_kept)
 
 
 class _Run:
@@ -418,6 +436,7 @@ class _Run:
         if self.lam_group:
             self.hist["group"] = []  # the group term's excess distance (per group)
         self.g_params = None  # per-group copies of G's weights once the adaptation starts (``start_adapting``)
+        self.check = None  # with ``adapt_check``: (S, B, 1, H, W) 1 at the pixels held out of the adaptation's fit
 
     # --- the model: x = G(z), f(x), the losses ---
     def gen(self) -> torch.Tensor:
@@ -489,8 +508,16 @@ class _Run:
             self.hist["group"].append(self.stats.excess(x, self.valid).detach())
         return x, fx, l_obs
 
-    def start_adapting(self) -> None:
-        """Per-group copies of G's weights (stacked on a leading group axis S) and fresh Adam states for them and z."""
+    def start_adapting(self, generator: torch.Generator | None = None) -> None:
+        """Per-group copies of G's weights (stacked on a leading group axis S) and fresh Adam states for them and z;
+        with ``adapt_check``, the held-out pixels (drawn from ``generator``) and the images before any step."""
+        if self.cfg.adapt_check:
+            B, _, H, W = self.shape
+            g = generator if generator is not None else torch.Generator().manual_seed(0)
+            u = torch.rand(self.S, B, 1, H, W, generator=g).to(self.z.device)  # one draw per pixel, all channels
+            self.check = (u < self.cfg.adapt_check).to(self.fit.y.dtype)
+            self.kept_x, self.kept_step = self.gen().detach(), torch.zeros(self.S, B, dtype=torch.long)
+            self.kept_loss = self.fit.obs(self.f(self.kept_x), self.check)  # (S, B)
         self.g_buffers = {k: b for k, b in self.G.named_buffers()}
         self.g_params = {k: p.detach().expand(self.S, *p.shape).clone().requires_grad_(True)
                          for k, p in self.G.named_parameters()}
@@ -504,7 +531,8 @@ class _Run:
         identity loss is left out: its pull of G(z) towards y is what an adapting G must not follow."""
         x = self.gen()
         fx = self.f(x)
-        l_obs, l_adv, _ = self.losses(x, fx, self.logits(x) if self.cfg.lam_adv else None)
+        l_obs = self.fit.obs(fx, None if self.check is None else 1 - self.check)  # without the held-out pixels
+        l_adv = -F.softplus(self.logits(x)) if self.cfg.lam_adv else torch.zeros_like(l_obs)
         loss = ((l_obs + self.cfg.lam_adv * l_adv) * self.valid).sum()
         if self.group_on:
             loss = loss + self.lam_group * (self.valid.sum(1) * self.stats.excess(x, self.valid)).sum()
@@ -513,6 +541,16 @@ class _Run:
         with torch.no_grad():
             adam_step(params, grads, self.adam, lr, self.lr_scale)
             self.z.clamp_(-1.0, 1.0)
+
+    @torch.no_grad()
+    def keep_checked(self, step: int) -> None:
+        """Held-out pixels: every image whose fit to its held-out pixels is the lowest so far keeps its G(z) now."""
+        x = self.gen()
+        loss = self.fit.obs(self.f(x), self.check)  # (S, B)
+        better = loss < self.kept_loss
+        self.kept_loss = torch.where(better, loss, self.kept_loss)
+        self.kept_x = torch.where(better[..., None, None, None], x, self.kept_x)
+        self.kept_step[better.cpu()] = step
 
     @torch.no_grad()
     def no_harm(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -579,7 +617,7 @@ def _diverged(out: SolveOutput, blowup: float = 1.5) -> torch.Tensor:
 
 def _merge(out: SolveOutput, sub: SolveOutput, idx: torch.Tensor) -> None:
     """Put the retried groups ``idx`` of ``sub`` into ``out``."""
-    for name in ("x", "fx", "z", "obs_loss", "lr_scale", "observed_weight"):
+    for name in ("x", "fx", "z", "obs_loss", "lr_scale", "observed_weight", "adapt_kept"):
         if getattr(out, name) is not None:
             getattr(out, name)[idx.to(out.x.device)] = getattr(sub, name)
     for j, i in enumerate(idx.tolist()):

@@ -105,13 +105,16 @@ class Fidelity:
         f, r = self.fill, self.robust
         self.w = f if r is None else r if f is None else f * r
 
-    def obs(self, fx: torch.Tensor) -> torch.Tensor:
+    def obs(self, fx: torch.Tensor, part: torch.Tensor | None = None) -> torch.Tensor:
         """L_obs per image (S, B): the penalty of y - f(x), one-sided at clipped pixels, weighted by the fill mask,
-        the robust weights and the oracle's known weights."""
+        the robust weights and the oracle's known weights; over the pixels where ``part`` (broadcastable to y, 0 or
+        1) is 1 when given."""
         e = self.penalty(one_sided(self.y - fx, self.clip))
         w = self.w
         if self.known is not None:
             w = self.known.to(self.y) if w is None else w * self.known.to(self.y)
+        if part is not None:
+            w = part if w is None else w * part
         return per_image_mean(e, w)
 
     def obs_surrogate(self, fx: torch.Tensor) -> torch.Tensor:

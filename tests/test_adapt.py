@@ -46,8 +46,32 @@ def test_groups_adapt_their_own_copies(prior):
     assert float((both.x[1] - one.x[0]).abs().max()) < 1e-3
 
 
+def test_held_out_pixels_stop_an_adaptation_that_fits_the_noise(prior):
+    """adapt_check: noisy observations of images G cannot produce. Long, large steps fit the noise (further from the
+    noise-free images than a short adaptation); held out pixels keep, per image, a step where the noise was not yet
+    fitted, and say which."""
+    g = torch.Generator().manual_seed(0)
+    clean = _off_range(seed=1)
+    y = (clean + 0.3 * torch.randn(clean.shape, generator=g)).clamp(-1, 1)
+    run = {}
+    for check, steps in ((0.0, 40), (0.0, 120), (0.2, 120)):
+        run[check, steps] = solve(prior.G, prior.D, y, FAST.replace(adapt_steps=steps, lr_adapt=3e-3, adapt_check=check),
+                                  method="pgd", generator=torch.Generator().manual_seed(0))
+
+    def err(o):
+        return float((o.x - clean).square().mean())
+
+    assert err(run[0.0, 120]) > 1.5 * err(run[0.0, 40])  # the long adaptation fits the noise
+    checked = run[0.2, 120]
+    assert err(checked) < 0.6 * err(run[0.0, 120])
+    kept = checked.adapt_kept
+    assert kept.shape == (2, 3) and (kept % 10 == 0).all() and (0 < kept).all() and (kept < 120).all()
+    assert run[0.0, 120].adapt_kept is None
+
+
 @pytest.mark.parametrize("field,value", [("adapt_steps", -1), ("adapt_steps", 1.5), ("lr_adapt", 0.0),
-                                         ("lr_adapt", float("nan")), ("no_harm", -1.0)])
+                                         ("lr_adapt", float("nan")), ("no_harm", -1.0), ("adapt_check", 1.0),
+                                         ("adapt_check", -0.1)])
 def test_adaptation_fields_validated(field, value):
     with pytest.raises(ValueError, match=f"MimicConfig.{field}"):
         MimicConfig(**{field: value})
