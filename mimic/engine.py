@@ -516,7 +516,8 @@ class _Run:
             g = generator if generator is not None else torch.Generator().manual_seed(0)
             u = torch.rand(self.S, B, 1, H, W, generator=g).to(self.z.device)  # one draw per pixel, all channels
             self.check = (u < self.cfg.adapt_check).to(self.fit.y.dtype)
-            self.kept_x, self.kept_step = self.gen().detach(), torch.zeros(self.S, B, dtype=torch.long)
+            self.kept_x = self.gen().detach()
+            self.kept_step = torch.zeros(self.S, B, dtype=torch.long, device=self.z.device)
             self.kept_loss = self.fit.obs(self.f(self.kept_x), self.check)  # (S, B)
         self.g_buffers = {k: b for k, b in self.G.named_buffers()}
         self.g_params = {k: p.detach().expand(self.S, *p.shape).clone().requires_grad_(True)
@@ -550,7 +551,7 @@ class _Run:
         better = loss < self.kept_loss
         self.kept_loss = torch.where(better, loss, self.kept_loss)
         self.kept_x = torch.where(better[..., None, None, None], x, self.kept_x)
-        self.kept_step[better.cpu()] = step
+        self.kept_step = torch.where(better, step, self.kept_step)
 
     @torch.no_grad()
     def no_harm(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
