@@ -32,7 +32,8 @@ unless its field turns it on (evidence for every default: docs/DEFAULTS.md):
 - divergence retries: a group whose L_obs blows up is run again with half the step;
 - generator adaptation (``adapt_steps``, ``lr_adapt``): after the alternation, every group gets
   its own copy of G's weights, adapted with z through the fixed surrogate (IAGAN's fine-tuning, blind); the groups'
-  copies are stacked and run at once (``torch.func.vmap``);
+  copies are stacked and run at once (``torch.func.vmap``); with ``adapt_check`` held-out pixels choose each image's
+  step (a stopping rule against fitting noise);
 - do no harm (``no_harm``): the output moves towards the observation by how the group's estimated damage
   compares with the error its recoveries are trusted to have (mild damage comes back about as it came in);
 - the keep-observed post-step (``keep_observed``, ``keep_tv``): ``mimic.imageops.keep_observed``.
