@@ -517,6 +517,7 @@ class _Run:
             g = generator if generator is not None else torch.Generator().manual_seed(0)
             u = torch.rand(self.S, B, 1, H, W, generator=g).to(self.z.device)  # one draw per pixel, all channels
             self.check = (u < self.cfg.adapt_check).to(self.fit.y.dtype)
+            self.fitted = 1 - self.check  # the pixels the adaptation fits
             self.kept_x = self.gen().detach()
             self.kept_step = torch.zeros(self.S, B, dtype=torch.long, device=self.z.device)
             self.kept_loss = self.fit.obs(self.f(self.kept_x), self.check)  # (S, B)
@@ -533,7 +534,7 @@ class _Run:
         identity loss is left out: its pull of G(z) towards y is what an adapting G must not follow."""
         x = self.gen()
         fx = self.f(x)
-        l_obs = self.fit.obs(fx, None if self.check is None else 1 - self.check)  # without the held-out pixels
+        l_obs = self.fit.obs(fx, None if self.check is None else self.fitted)  # without the held-out pixels
         l_adv = -F.softplus(self.logits(x)) if self.cfg.lam_adv else torch.zeros_like(l_obs)
         loss = ((l_obs + self.cfg.lam_adv * l_adv) * self.valid).sum()
         if self.group_on:
