@@ -446,6 +446,33 @@ def test_bench_blind_rerun_of_some_methods_keeps_the_others(tmp_path, tiny_prior
     assert "| negative | oracle |" in (tmp_path / "blind.md").read_text()
 
 
+def test_bench_blind_rows_are_kept_across_a_prior_file_other_than_its_weights(tmp_path, tiny_prior_dir):
+    """A run recorded before the prior shipped another file (group_stats.json) keeps its rows; other weights
+    discard them."""
+    import shutil
+
+    import mimic.bench.blind as blind
+
+    kw = dict(prior=str(tiny_prior_dir), data=str(EXAMPLES / "clean"), n=2, device="cpu", quick=True,
+              log=lambda *a: None)
+    blind.bench_blind(tmp_path, tasks=("negative",), methods=("pgd", "oracle"), **kw)
+    first = json.loads((tmp_path / "blind.json").read_text())
+
+    def record(sha):  # as if the earlier run had recorded these checksums
+        d = json.loads((tmp_path / "blind.json").read_text())
+        d["settings"]["prior_sha256"] = sha
+        (tmp_path / "blind.json").write_text(json.dumps(d))
+
+    weights = {f: h for f, h in first["settings"]["prior_sha256"].items() if f.endswith(".safetensors")}
+    record({**weights, "group_stats.json": "0" * 64})
+    shutil.rmtree(tmp_path / "rec" / "negative" / "pgd")
+    res = blind.bench_blind(tmp_path, tasks=("negative",), methods=("pgd",), **kw)
+    assert [x["method"] for x in res["results"]] == ["pgd", "oracle"]
+    record({f: "0" * 64 for f in weights})
+    res = blind.bench_blind(tmp_path, tasks=("negative",), methods=("pgd",), **kw)
+    assert [x["method"] for x in res["results"]] == ["pgd"]
+
+
 def test_bench_blind_does_not_resume_recoveries_of_a_changed_preset(tmp_path, tiny_prior_dir, monkeypatch):
     """Saved recoveries are reused only if the preset that made them is unchanged: a preset edited between runs
     must not leave its old images (and figures) in the new table."""

@@ -98,8 +98,8 @@ def bench_blind(out, *, prior="celeba64", tasks=PAPER_TASKS, n: int = 200, devic
     # run redoes the task (tasks it does not repeat are kept as they were; an interrupted resume loses nothing)
     earlier: dict = {}
     old_rows, old_configs = {}, {}
-    old = earlier_run(out / "blind.json", {"n": len(clean_u8), "seed": seed, "prior_sha256": pr.sha256,
-                                           "overrides": overrides, "batch_size": batch_size})
+    old = earlier_run(out / "blind.json", {"n": len(clean_u8), "seed": seed, "overrides": overrides,
+                                           "batch_size": batch_size}, prior_sha256=pr.sha256)
     if old is not None:  # resume: reuse every (task, method) an earlier run with the same settings measured
         old_rows = {(r["task"], r["method"]): r for r in old["results"]}
         earlier = {t: ([r for r in old["results"] if r["task"] == t], old.get("per_image", {}).get(t))

@@ -306,23 +306,12 @@ def bench_reconstruct(out, *, prior="celeba64", corruptions=tuple(CORRUPTIONS), 
 
 def _earlier_run(out: Path, settings: dict) -> tuple[dict, dict, dict]:
     """Rows ``{(corruption, method): row}``, per-image figures and figure entries of ``out/reconstruct.json`` if it
-    was written with the same settings (the device aside), else empty."""
-    # the prior by its weights: its other files (group_stats.json) enter a preset's group term only, like the
-    # preset's other settings, which a re-run of the methods they touch refreshes
-    try:
-        recorded = _weights(json.loads((out / "reconstruct.json").read_text())["settings"]["prior_sha256"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        recorded = None
+    was written with the same settings (the device aside) and prior weights, else empty."""
     same = {k: v for k, v in settings.items() if k not in ("device", "prior_sha256")}
-    old = earlier_run(out / "reconstruct.json", {**same, "prior_weights": _weights(settings["prior_sha256"])},
-                      missing={"prior_weights": recorded})
+    old = earlier_run(out / "reconstruct.json", same, prior_sha256=settings["prior_sha256"])
     if old is None or "per_image" not in old:
         return {}, {}, {}
     return {(r["corruption"], r["method"]): r for r in old["results"]}, old["per_image"], old.get("figures", {})
-
-
-def _weights(sha: dict) -> dict:
-    return {f: h for f, h in sha.items() if f.endswith(".safetensors")}
 
 
 def _figure_rows(out: Path, fig: dict | None, pad: int = 2) -> dict:

@@ -67,10 +67,19 @@ def parse_overrides(text: str) -> dict:
     return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
 
 
-def earlier_run(path, same: dict, *, key: str = "settings", missing: dict | None = None) -> dict | None:
+def prior_weights(sha256: dict) -> dict:
+    """A prior's sha256 of its weight files only (its other files, such as ``group_stats.json``, enter a preset's
+    group term only, like the preset's other settings, which a re-run of the methods they touch refreshes)."""
+    return {f: h for f, h in sha256.items() if f.endswith(".safetensors")}
+
+
+def earlier_run(path, same: dict, *, key: str = "settings", missing: dict | None = None,
+                prior_sha256: dict | None = None) -> dict | None:
     """The JSON of an earlier bench run at ``path`` if its settings (the dict under ``key``) equal ``same`` on every
     key of ``same``, else None (no file, other settings, or not a bench result). A key of ``same`` that the earlier
-    run did not record takes its value in ``missing`` (settings added to a bench after a run was committed). Its
+    run did not record takes its value in ``missing`` (settings added to a bench after a run was committed). With
+    ``prior_sha256`` (this run's prior's checksums), the earlier run must also have used the same prior weights
+    (``prior_weights``; a prior file added since, such as ``group_stats.json``, does not discard its rows). Its
     rows get the run's device where they lack one."""
     from pathlib import Path
 
@@ -81,6 +90,9 @@ def earlier_run(path, same: dict, *, key: str = "settings", missing: dict | None
     try:
         old = json.loads(path.read_text())
         st = old[key]
+        if prior_sha256 is not None:
+            same = {**same, "prior_weights": prior_weights(prior_sha256)}
+            missing = {**missing, "prior_weights": prior_weights(st.get("prior_sha256") or {})}
         differ = [k for k, v in same.items() if st.get(k, missing.get(k)) != v]
         if differ:  # said once, so that a table that loses its earlier rows does not do so silently
             import sys
