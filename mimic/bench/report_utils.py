@@ -90,10 +90,9 @@ def earlier_run(path, same: dict, *, key: str = "settings", missing: dict | None
     try:
         old = json.loads(path.read_text())
         st = old[key]
-        if prior_sha256 is not None:
-            same = {**same, "prior_weights": prior_weights(prior_sha256)}
-            missing = {**missing, "prior_weights": prior_weights(st.get("prior_sha256") or {})}
         differ = [k for k, v in same.items() if st.get(k, missing.get(k)) != v]
+        if prior_sha256 is not None and prior_weights(st.get("prior_sha256") or {}) != prior_weights(prior_sha256):
+            differ.append("prior weights")
         if differ:  # said once, so that a table that loses its earlier rows does not do so silently
             import sys
 
